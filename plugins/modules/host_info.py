@@ -1,0 +1,263 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: host_info
+short_description: Tell whether a host and its VMs are eligible for page fusion
+version_added: 0.1.0
+description:
+  - Reports the host's CPU architecture and bitness, its OS, which hypervisor backends it has
+    (libvirt reachable at O(uri) with the libvirt and hypervisor versions; VirtualBox's C(VBoxManage) and its
+    version), whether the kernel has KSM and its current knobs, and every VM with its power state, its page
+    fusion setting and whether it is eligible, with the reasons when it is not.
+  - "Rules: libvirt/KVM hosts need Linux with KSM; a libvirt VM is eligible unless its RAM is shared,
+    file/memfd-backed or on huge pages (KSM merges only private anonymous memory). VirtualBox needs a 64-bit
+    host that is not macOS, a VirtualBox release that can switch page fusion (not 7.2), and a Windows 2000 or
+    later guest."
+  - Read-only. Never changes anything.
+author:
+  - pagefusion.core contributors
+extends_documentation_fragment:
+  - pagefusion.core.backend
+  - pagefusion.core.backend.attributes
+  - ansible.builtin.action_common_attributes.info_module
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  backend:
+    description:
+      - Which backends to report.
+      - V(auto) reports every backend it finds; one that is absent or unreachable is reported with the reason,
+        not as a failure.
+      - V(libvirt) or V(virtualbox) report only that backend and fail clearly when it cannot be used.
+notes:
+  - The VirtualBox guest OS comes from the VM's settings; the libvirt guest OS from the libosinfo metadata
+    that virt-install and virt-manager write, when it exists.
+seealso:
+  - module: pagefusion.core.vm
+'''
+
+EXAMPLES = r'''
+- name: Which hosts and VMs can use page fusion?
+  pagefusion.core.host_info:
+  register: eligibility
+
+- name: List eligible VMs that still have page fusion disabled
+  ansible.builtin.debug:
+    msg: >-
+      {{ eligibility.vms | selectattr('eligible') | selectattr('page_fusion', 'eq', 'disabled')
+         | map(attribute='name') | list }}
+
+- name: A remote libvirt host
+  pagefusion.core.host_info:
+    backend: libvirt
+    uri: qemu+ssh://root@kvm-07.example.com/system
+'''
+
+RETURN = r'''
+host:
+  description: The host's platform.
+  returned: always
+  type: dict
+  contains:
+    machine:
+      description: CPU architecture as the kernel names it.
+      type: str
+      sample: x86_64
+    bits:
+      description: 64 or 32.
+      type: int
+      sample: 64
+    system:
+      description: OS kernel name.
+      type: str
+      sample: Linux
+    os:
+      description: The OS release's pretty name, when known.
+      type: str
+      sample: Debian GNU/Linux 12 (bookworm)
+ksm:
+  description: Linux KSM on this host.
+  returned: always
+  type: dict
+  contains:
+    present:
+      description: Whether the kernel has KSM (C(/sys/kernel/mm/ksm)).
+      type: bool
+    running:
+      description: Whether ksmd runs (C(run) is 1).
+      type: bool
+    knobs:
+      description: Every KSM knob this kernel has, with its current value.
+      type: dict
+      sample: {"run": 0, "pages_to_scan": 100, "sleep_millisecs": 20}
+backends:
+  description: One entry per backend that was looked at.
+  returned: always
+  type: dict
+  contains:
+    libvirt:
+      description: The libvirt backend.
+      type: dict
+      returned: when O(backend) is V(auto) or V(libvirt)
+      sample:
+        available: true
+        uri: qemu:///system
+        reachable: true
+        libvirt_version: 9.0.0
+        hypervisor: QEMU
+        hypervisor_version: 7.2.0
+        eligible: true
+        reasons: []
+    virtualbox:
+      description: The VirtualBox backend.
+      type: dict
+      returned: when O(backend) is V(auto) or V(virtualbox)
+      sample:
+        available: true
+        path: /usr/bin/VBoxManage
+        version: 7.1.12r169651
+        supported: true
+        eligible: true
+        reasons: []
+eligible:
+  description: Whether at least one backend on this host can use page fusion.
+  returned: always
+  type: bool
+vms:
+  description: Every VM of every reachable backend.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: VM name.
+      type: str
+    backend:
+      description: libvirt or virtualbox.
+      type: str
+    uuid:
+      description: VM UUID.
+      type: str
+    power_state:
+      description: Power state.
+      type: str
+    page_fusion:
+      description: Page fusion in the persistent definition, V(enabled) or V(disabled).
+      type: str
+    page_fusion_live:
+      description: Page fusion of the running instance; null when the VM is off.
+      type: str
+    os_id:
+      description: Guest OS identifier (libosinfo id or VirtualBox OS type id), null when unknown.
+      type: str
+    eligible:
+      description: Whether page fusion would work for this VM on this host.
+      type: bool
+    reasons:
+      description: Why not, when it is not eligible.
+      type: list
+      elements: str
+'''
+
+import os
+import platform
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS
+from ansible_collections.pagefusion.core.plugins.module_utils._eligibility import ksm_host_eligibility, machine_bits
+from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError
+from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmError, KsmSysfs
+from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt
+
+
+def os_pretty_name(path='/etc/os-release'):
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith('PRETTY_NAME='):
+                    return line.split('=', 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return None
+
+
+def host_facts():
+    uname = os.uname()
+    return {'machine': uname.machine, 'bits': machine_bits(uname.machine), 'system': platform.system(),
+            'os': os_pretty_name()}
+
+
+def ksm_facts():
+    ksm = KsmSysfs()
+    if not ksm.present():
+        return {'present': False, 'running': False, 'knobs': {}}
+    try:
+        knobs = ksm.read_knobs()
+    except KsmError:
+        knobs = {}
+    return {'present': True, 'running': knobs.get('run') == 1, 'knobs': knobs}
+
+
+def vm_entry(backend, vm, host_ok, host_reasons):
+    eligible, reasons = backend.eligibility(vm)
+    entry = vm.summary()
+    entry.update({'os_id': vm.os_id, 'eligible': host_ok and eligible, 'reasons': list(host_reasons) + reasons})
+    return entry
+
+
+def libvirt_report(module, host, ksm, strict):
+    report = {'available': _libvirt.HAS_LIBVIRT, 'uri': module.params['uri'], 'reachable': False, 'error': None}
+    host_ok, host_reasons = ksm_host_eligibility(host['system'], ksm['present'])
+    vms = []
+    if not _libvirt.HAS_LIBVIRT:
+        report['error'] = 'libvirt-python is not installed'
+    else:
+        try:
+            backend = _libvirt.LibvirtBackend(module.params['uri'])
+        except FusionError as exc:
+            report['error'] = str(exc)
+        else:
+            try:
+                report.update(backend.versions())
+                report['reachable'] = True
+                vms = [vm_entry(backend, vm, host_ok, host_reasons) for vm in backend.list_vms()]
+            except FusionError as exc:
+                report['error'] = str(exc)
+            finally:
+                backend.close()
+    if strict and report['error']:
+        module.fail_json(msg=report['error'])
+    if report['error']:
+        host_reasons = host_reasons + ['libvirt is not usable: %s' % report['error']]
+    report['eligible'] = host_ok and report['reachable']
+    report['reasons'] = host_reasons
+    return report, vms
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(BACKEND_ARGS), supports_check_mode=True)
+    wanted = module.params['backend']
+    host = host_facts()
+    ksm = ksm_facts()
+    backends, vms = {}, []
+    if wanted in ('auto', 'libvirt'):
+        backends['libvirt'], found = libvirt_report(module, host, ksm, strict=wanted == 'libvirt')
+        vms.extend(found)
+    module.exit_json(changed=False, host=host, ksm=ksm, backends=backends, vms=vms,
+                     eligible=any(b['eligible'] for b in backends.values()))
+
+
+if __name__ == '__main__':
+    main()

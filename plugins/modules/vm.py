@@ -1,0 +1,326 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: vm
+short_description: Switch page fusion (memory page sharing) of VMs on or off
+version_added: 0.1.0
+description:
+  - Enables or disables page fusion for one VM, a list of VMs, or every VM whose name matches a pattern.
+  - "B(libvirt/KVM): page fusion is Linux KSM merging of the guest's RAM. It is enabled when the domain's
+    persistent definition has no C(<memoryBacking><nosharepages/></memoryBacking>), disabled when it has.
+    QEMU reads this only when it starts (C(-machine mem-merge=off)), so the module edits the persistent
+    definition and leaves every other part of it as it was."
+  - "B(VirtualBox): page fusion is the VM's C(--page-fusion) setting, for Windows 2000 and later guests on
+    64-bit non-macOS hosts. VirtualBox 7.2 cannot switch it (it fails with I(Page fusion is only supported on
+    64-bit hosts)); such hosts are reported as unsupported, not failed."
+  - A definition is only changed while the VM is shut off. What happens to a VM that runs is set by
+    O(when_running).
+  - All VMs are read once, every change is planned, and nothing is changed if any VM cannot be handled
+    (unknown name, running VM with O(when_running=fail), transient VM). Check mode and diff mode use the same
+    plan as a real run, so they predict exactly what a real run does.
+  - Sharing memory between VMs opens side channels between them (Flush+Reload, memory deduplication attacks).
+    Only enable page fusion between VMs that trust each other.
+author:
+  - pagefusion.core contributors
+extends_documentation_fragment:
+  - pagefusion.core.backend
+  - pagefusion.core.backend.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  name:
+    description:
+      - Exact name of the VM, or a list of exact names.
+      - Names are matched literally, so names with spaces, quotes, C(*) or other special characters are safe.
+      - Exactly one of O(name) and O(pattern) is required.
+    type: list
+    elements: str
+    aliases: [names]
+  pattern:
+    description:
+      - Shell-style pattern (C(*), C(?), C([seq])) matched against every VM name, case-sensitively.
+      - A pattern that matches no VM is not an error; the module returns a warning and changes nothing.
+    type: str
+  state:
+    description:
+      - V(enabled) lets the VM's memory be shared with other VMs; V(disabled) keeps it private.
+    type: str
+    required: true
+    choices: [enabled, disabled]
+  when_running:
+    description:
+      - What to do with a VM that is not shut off and needs a change.
+      - V(fail) stops with an error that names the VM and its state; nothing is changed, on any VM.
+      - V(restart) shuts the VM down gracefully, waits up to O(shutdown_timeout) seconds, changes it, starts it
+        again and waits until it runs. A VM that does not stop in time is left running and unchanged and the
+        module fails, unless O(force_off=true).
+        It also restarts a VM whose definition is already right but that still runs with the old setting.
+      - V(defer) (libvirt only) changes the persistent definition now and returns RV(restart_required=true);
+        the change takes effect at the VM's next cold boot.
+    type: str
+    choices: [fail, restart, defer]
+    default: fail
+  shutdown_timeout:
+    description:
+      - Seconds to wait for a graceful shutdown, and for the VM to run again, with O(when_running=restart).
+    type: int
+    default: 120
+  force_off:
+    description:
+      - With O(when_running=restart), power the VM off hard when it does not shut down within
+        O(shutdown_timeout). The guest loses what it had not written to disk.
+    type: bool
+    default: false
+notes:
+  - VMs are handled one after the other. To restart many running VMs with a bound on how many are down at once,
+    use the P(pagefusion.core.page_fusion#role) role.
+  - With the libvirt C(test:///) driver the state lives in the module's process only, so changes are not kept
+    between tasks.
+seealso:
+  - module: pagefusion.core.host_info
+  - name: libvirt domain XML, memoryBacking
+    description: The C(<nosharepages/>) element.
+    link: https://libvirt.org/formatdomain.html#memory-backing
+'''
+
+EXAMPLES = r'''
+- name: Enable page fusion on one shut-off VM
+  pagefusion.core.vm:
+    name: win10-build-01
+    state: enabled
+
+- name: Disable page fusion on every tenant-a VM, restarting running ones gracefully
+  pagefusion.core.vm:
+    pattern: 'tenant-a-*'
+    state: disabled
+    when_running: restart
+    shutdown_timeout: 300
+
+- name: Enable it on running VMs at their next cold boot (libvirt)
+  pagefusion.core.vm:
+    name:
+      - web 1
+      - web "2"
+    state: enabled
+    when_running: defer
+  register: fusion
+
+- name: Show which VMs still need a restart
+  ansible.builtin.debug:
+    msg: "{{ fusion.vms | selectattr('restart_required') | map(attribute='name') | list }}"
+
+- name: A VirtualBox host
+  pagefusion.core.vm:
+    name: Windows 11 desktop
+    state: enabled
+    backend: virtualbox
+'''
+
+RETURN = r'''
+backend:
+  description: The backend that was used.
+  returned: always
+  type: str
+  sample: libvirt
+vms:
+  description: One entry per selected VM, in the order they were selected.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: VM name.
+      type: str
+      sample: web 1
+    uuid:
+      description: VM UUID.
+      type: str
+    backend:
+      description: The backend of the VM.
+      type: str
+    power_state:
+      description: Power state after the run (libvirt as virsh names it, VirtualBox's short VMState).
+      type: str
+      sample: shut off
+    page_fusion:
+      description: Page fusion in the persistent definition after the run (predicted in check mode).
+      type: str
+      sample: enabled
+    page_fusion_live:
+      description: Page fusion of the running instance, null when the VM is off or the backend cannot tell.
+      type: str
+    page_fusion_before:
+      description: Page fusion in the definition before the run.
+      type: str
+      sample: disabled
+    page_fusion_after:
+      description: Page fusion in the definition after the run (predicted in check mode).
+      type: str
+      sample: enabled
+    changed:
+      description: Whether this VM was (or, in check mode, would be) changed.
+      type: bool
+    restart_required:
+      description: The VM runs with a setting other than the requested one and needs a cold restart.
+      type: bool
+    actions:
+      description: What was (or would be) done to this VM, in order.
+      type: list
+      elements: str
+    applied:
+      description: Whether the actions were carried out (false in check mode).
+      type: bool
+    unsupported:
+      description: Why the host cannot switch page fusion (for example VirtualBox 7.2); only set then.
+      type: str
+      returned: when the host cannot switch page fusion
+actions:
+  description: Every action of every VM, in order, each prefixed by nothing more than its own text.
+  returned: always
+  type: list
+  elements: str
+  sample: ["define 'web 1' without <memoryBacking><nosharepages/> (page fusion enabled)"]
+restart_required:
+  description: True when at least one VM needs a cold restart for the requested state to take effect.
+  returned: always
+  type: bool
+unsupported:
+  description: True when the host cannot switch page fusion (the VMs that needed a change are listed in RV(vms)).
+  returned: always
+  type: bool
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS, open_backend
+from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
+    WHEN_RUNNING_CHOICES,
+    FusionError,
+    UnsupportedError,
+    apply_plan,
+    describe_plan,
+    plan_vm,
+    result_for,
+    select_vms,
+    state_word,
+)
+
+MAX_NAMES_IN_ERROR = 20
+
+
+def run_module(module, backend):
+    params = module.params
+    want = params['state'] == 'enabled'
+    vms = backend.list_vms()
+    selected, missing = select_vms(vms, names=params['name'], pattern=params['pattern'])
+    if missing:
+        known = sorted(vm.name for vm in vms)
+        shown = ', '.join(repr(n) for n in known[:MAX_NAMES_IN_ERROR]) + (' …' if len(known) > MAX_NAMES_IN_ERROR else '')
+        module.fail_json(
+            msg='VM %s not found on the %s backend%s. Nothing was changed. Known VMs: %s. '
+                'Use pagefusion.core.host_info to list them.'
+                % (', '.join(repr(n) for n in missing), backend.name,
+                   " at '%s'" % params['uri'] if backend.name == 'libvirt' else '', shown or 'none'),
+            missing=missing)
+    if params['pattern'] is not None and not selected:
+        module.warn("pattern %r matches no VM on the %s backend; nothing to do." % (params['pattern'], backend.name))
+
+    plans = [plan_vm(vm, want, params['when_running'], can_defer=backend.can_defer) for vm in selected]
+    errors = [plan.error for plan in plans if plan.error]
+    if errors:
+        refused = [result_for(plan, [], False) for plan in plans]
+        for entry in refused:
+            entry['changed'] = False
+        module.fail_json(msg=' '.join(errors) + ' Nothing was changed.', vms=refused)
+
+    unsupported = backend.unsupported_reason()
+    before = {}
+    for plan in plans:
+        before[plan.vm.name] = {'page_fusion': state_word(plan.vm.fusion), 'power_state': plan.vm.power_state}
+        if unsupported and plan.changes:
+            plan.unsupported = unsupported
+
+    results, all_actions = [], []
+    for plan in plans:
+        actions = [] if plan.unsupported else describe_plan(backend, plan, params['shutdown_timeout'],
+                                                            params['force_off'])
+        done = False
+        if actions and not module.check_mode:
+            try:
+                apply_plan(backend, plan, params['shutdown_timeout'], params['force_off'])
+                done = True
+            except UnsupportedError as exc:
+                plan.unsupported = str(exc)
+                actions = []
+            except FusionError as exc:
+                results.append(result_for(plan, actions, False))
+                module.fail_json(msg=str(exc), vms=results, actions=all_actions + actions,
+                                 changed=any(r['changed'] and r['applied'] for r in results[:-1]))
+        all_actions.extend(actions)
+        results.append(result_for(plan, actions, done))
+
+    after = {}
+    for entry in results:
+        # In check mode the record still holds the old setting: report the predicted one.
+        entry['page_fusion'] = entry['page_fusion_after']
+        after[entry['name']] = {'page_fusion': entry['page_fusion_after'], 'power_state': entry['power_state']}
+        if entry.get('unsupported'):
+            module.warn("VM '%s': page fusion cannot be switched on this host: %s" % (entry['name'], entry['unsupported']))
+
+    result = dict(
+        changed=any(entry['changed'] for entry in results),
+        backend=backend.name,
+        vms=results,
+        actions=all_actions,
+        restart_required=any(entry['restart_required'] for entry in results),
+        unsupported=any(entry.get('unsupported') for entry in results),
+    )
+    if module._diff:
+        result['diff'] = dict(before=before, after=after)
+    return result
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type='list', elements='str', aliases=['names']),
+        pattern=dict(type='str'),
+        state=dict(type='str', required=True, choices=['enabled', 'disabled']),
+        when_running=dict(type='str', default='fail', choices=list(WHEN_RUNNING_CHOICES)),
+        shutdown_timeout=dict(type='int', default=120),
+        force_off=dict(type='bool', default=False),
+    )
+    argument_spec.update(BACKEND_ARGS)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[('name', 'pattern')],
+        required_one_of=[('name', 'pattern')],
+        supports_check_mode=True,
+    )
+    if module.params['shutdown_timeout'] < 1:
+        module.fail_json(msg='shutdown_timeout must be at least 1 second, got %s' % module.params['shutdown_timeout'])
+    if module.params['name'] is not None and not module.params['name']:
+        module.fail_json(msg='name is an empty list: give at least one VM name, or use pattern')
+
+    backend = open_backend(module)
+    try:
+        result = run_module(module, backend)
+    except FusionError as exc:
+        module.fail_json(msg=str(exc))
+    finally:
+        backend.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
