@@ -121,6 +121,12 @@ def plan_vm(vm, want, when_running, can_defer=True):
             plan.steps.append((STEP_SET_FUSION, want))
         return plan
 
+    # A backend may know that no restart can help (e.g. a VirtualBox VM with a saved state).
+    blocker = vm.details.get('blocker')
+    if blocker and (needs_definition_change or live_differs):
+        plan.error = blocker
+        return plan
+
     if not vm.persistent:
         if needs_definition_change or live_differs:
             plan.error = ("VM '%s' is transient (it has no persistent definition), so page fusion cannot be "

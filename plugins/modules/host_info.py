@@ -21,11 +21,10 @@ description:
     later guest."
   - Read-only. Never changes anything.
 author:
-  - pagefusion.core contributors
+  - pagefusion.core maintainers (@pagefusion)
 extends_documentation_fragment:
   - pagefusion.core.backend
   - pagefusion.core.backend.attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full

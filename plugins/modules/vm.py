@@ -27,7 +27,7 @@ description:
   - Sharing memory between VMs opens side channels between them (Flush+Reload, memory deduplication attacks).
     Only enable page fusion between VMs that trust each other.
 author:
-  - pagefusion.core contributors
+  - pagefusion.core maintainers (@pagefusion)
 extends_documentation_fragment:
   - pagefusion.core.backend
   - pagefusion.core.backend.attributes

@@ -1,0 +1,339 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: ksm
+short_description: Set Linux KSM (Kernel Samepage Merging) knobs idempotently
+version_added: 0.1.0
+description:
+  - Sets the knobs of Linux KSM under C(/sys/kernel/mm/ksm), the kernel feature that merges identical
+    memory pages, for example the pages of many KVM/libvirt guests running the same operating system.
+  - Works like M(ansible.posix.sysctl) but for KSM, for hosts that do not run the C(pagefusiond)
+    host daemon (role P(pagefusion.core.host_daemon#role)). The daemon tunes these knobs itself; do
+    not use both on one host.
+  - Reads the current values, plans the change, and only then, outside check mode, writes the knobs
+    that differ, in a safe order. Check mode and the real run use the same comparison.
+  - Every option is optional; an option that is not set leaves its knob alone. With no knob set the
+    module only reports.
+  - Knobs the running kernel does not have (they are detected, not guessed from the kernel version)
+    make the module fail with the kernel feature they need.
+  - KSM is global to the host. Sharing memory between virtual machines of different, mutually
+    untrusted tenants opens side channels; enable KSM (O(run=1)) only where that is acceptable.
+author:
+  - pagefusion.core contributors (@pagefusion)
+attributes:
+  check_mode:
+    support: full
+    description: Can run in check mode and predicts exactly what a real run would change, without writing anything.
+  diff_mode:
+    support: full
+    description: Returns the knobs before and after (and the O(persist_path) file before and after) when in diff mode.
+  idempotent:
+    support: full
+    description: A second run with the same options changes nothing.
+  platform:
+    support: full
+    platforms: posix
+    description: Linux hosts with a kernel built with C(CONFIG_KSM).
+options:
+  run:
+    description:
+      - V(0) stops C(ksmd) and keeps the pages merged so far.
+      - V(1) runs C(ksmd).
+      - V(2) stops C(ksmd) and unmerges every merged page. This can need a lot of memory at once.
+    type: int
+    choices: [0, 1, 2]
+  pages_to_scan:
+    description:
+      - How many pages C(ksmd) scans before it sleeps. Kernel default V(100).
+      - The kernel refuses writes while O(advisor_mode=scan-time), because the advisor sets it
+        itself; setting a different value together with O(advisor_mode=scan-time) is an error.
+        Switching O(advisor_mode) resets it (to V(100), or to O(advisor_min_pages_to_scan)); the
+        module takes that into account.
+      - Range V(0) to V(4294967295). V(0) makes C(ksmd) scan nothing.
+    type: int
+  sleep_millisecs:
+    description:
+      - How many milliseconds C(ksmd) sleeps between batches. Kernel default V(20). Range V(0) to V(4294967295).
+    type: int
+  merge_across_nodes:
+    description:
+      - Whether pages from different NUMA nodes may be merged. Kernel default V(true).
+      - Only on NUMA-enabled kernels. It can only change while no KSM pages exist; see O(allow_unmerge).
+    type: bool
+  use_zero_pages:
+    description:
+      - Whether empty pages are merged with the kernel zero page. Kernel default V(false).
+    type: bool
+  max_page_sharing:
+    description:
+      - The most sharers one KSM page may have. Kernel default V(256). Range V(2) to V(2147483647).
+      - It can only change while no KSM pages exist; see O(allow_unmerge).
+    type: int
+  stable_node_chains_prune_millisecs:
+    description:
+      - How often, in milliseconds, stale stable node chain metadata is pruned. Kernel default V(2000).
+        Range V(0) to V(4294967295).
+    type: int
+  smart_scan:
+    description:
+      - Whether C(ksmd) skips pages that repeatedly failed to merge. Kernel default V(true).
+    type: bool
+  advisor_mode:
+    description:
+      - V(none) leaves O(pages_to_scan) to you; V(scan-time) lets the kernel's advisor tune it so
+        that one full scan takes about O(advisor_target_scan_time) seconds. Kernel default V(none).
+    type: str
+    choices: [none, scan-time]
+  advisor_max_cpu:
+    description:
+      - The most CPU, in percent of one CPU, the advisor lets C(ksmd) use. Kernel default V(70). Range V(1) to V(100).
+    type: int
+  advisor_target_scan_time:
+    description:
+      - The seconds the advisor aims for one full scan. Kernel default V(200). At least V(1).
+    type: int
+  advisor_min_pages_to_scan:
+    description:
+      - The O(pages_to_scan) the advisor starts from. Kernel default V(500). At least V(1) and at
+        most O(advisor_max_pages_to_scan) when both are set.
+    type: int
+  advisor_max_pages_to_scan:
+    description:
+      - The highest O(pages_to_scan) the advisor may choose. Kernel default V(30000). At least V(1).
+    type: int
+  allow_unmerge:
+    description:
+      - O(merge_across_nodes) and O(max_page_sharing) can only change while no KSM pages exist.
+      - When V(true) and pages are merged, the module unmerges all pages (writes O(run=2)), waits
+        until none are left, writes the knob and then sets O(run) back to what it was (or to the
+        value asked for). The result then has RV(unmerged=true).
+      - When V(false) the module fails instead and changes nothing.
+      - Unmerging can need a lot of memory at once and loses all savings until C(ksmd) merges again.
+    type: bool
+    default: false
+  persist:
+    description:
+      - When V(true), also writes a C(systemd-tmpfiles) configuration (O(persist_path)) with one
+        C(w) line per knob set in this task, so the values are applied again at boot.
+      - The file always holds exactly the knobs of this task; knobs set by other tasks are not merged in.
+      - When V(false) (the default), an existing O(persist_path) file is left alone (neither
+        updated nor removed). Remove it with M(ansible.builtin.file) if you no longer want it.
+    type: bool
+    default: false
+  persist_path:
+    description:
+      - The C(systemd-tmpfiles) configuration file written when O(persist=true).
+    type: path
+    default: /etc/tmpfiles.d/pagefusion-ksm.conf
+notes:
+  - Needs root.
+  - The pages that KSM saves are reported by M(pagefusion.core.fusion_facts).
+seealso:
+  - module: ansible.posix.sysctl
+  - module: pagefusion.core.fusion_facts
+  - name: Kernel Samepage Merging (kernel documentation)
+    description: The admin guide of the KSM sysfs interface.
+    link: https://docs.kernel.org/admin-guide/mm/ksm.html
+'''
+
+EXAMPLES = r'''
+- name: Run KSM with a moderate scan rate
+  pagefusion.core.ksm:
+    run: 1
+    pages_to_scan: 1000
+    sleep_millisecs: 50
+
+- name: Let the kernel advisor tune the scan rate, and keep that over reboots
+  pagefusion.core.ksm:
+    run: 1
+    advisor_mode: scan-time
+    advisor_target_scan_time: 60
+    advisor_max_cpu: 20
+    persist: true
+
+- name: Merge only within NUMA nodes (unmerges everything first if pages are merged)
+  pagefusion.core.ksm:
+    merge_across_nodes: false
+    allow_unmerge: true
+
+- name: Stop KSM and give back every merged page
+  pagefusion.core.ksm:
+    run: 2
+
+- name: Only read the current values
+  pagefusion.core.ksm:
+  register: ksm
+
+- name: Show them
+  ansible.builtin.debug:
+    var: ksm.knobs
+'''
+
+RETURN = r'''
+before:
+  description:
+    - The knobs set in this task, as they were before. O(pages_to_scan) is included when
+      O(advisor_mode) changes, because the kernel resets it then.
+    - Values are what the kernel reports (V(0)/V(1) for the boolean knobs).
+  returned: always
+  type: dict
+  sample: {"run": 0, "pages_to_scan": 100}
+after:
+  description:
+    - The same knobs after the run (in check mode, as they would be).
+  returned: always
+  type: dict
+  sample: {"run": 1, "pages_to_scan": 1000}
+knobs:
+  description: Every KSM knob the kernel has, after the run (in check mode, as it would be).
+  returned: always
+  type: dict
+  sample: {"run": 1, "pages_to_scan": 1000, "sleep_millisecs": 20, "advisor_mode": "none"}
+unmerged:
+  description:
+    - Whether all KSM pages were unmerged (O(run=2)) to change O(merge_across_nodes) or
+      O(max_page_sharing). In check mode, whether that would happen.
+  returned: always
+  type: bool
+  sample: false
+persist_path:
+  description: The O(persist_path) file written (or that would be written in check mode).
+  returned: when O(persist=true)
+  type: str
+  sample: /etc/tmpfiles.d/pagefusion-ksm.conf
+'''
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+
+from ansible_collections.pagefusion.core.plugins.module_utils._ksm import (
+    DEFAULT_ROOT,
+    KNOB_NAMES,
+    KsmError,
+    KsmSysfs,
+    check_plan,
+    normalize_wanted,
+    plan_changes,
+    predict_knobs,
+    tmpfiles_lines,
+)
+
+TMPFILES_HEADER = (
+    '# Managed by Ansible (pagefusion.core.ksm): KSM settings applied at boot by systemd-tmpfiles.\n'
+    '# Lines are in the order in which it is safe to write them.\n'
+)
+
+
+def tmpfiles_content(wanted):
+    return TMPFILES_HEADER + ''.join(line + '\n' for line in tmpfiles_lines(wanted, DEFAULT_ROOT))
+
+
+def read_file(path):
+    try:
+        with open(path, 'rb') as handle:
+            return handle.read().decode('utf-8', errors='replace')
+    except IOError:
+        return None
+
+
+def write_persist(module, path, content):
+    directory = os.path.dirname(path) or '.'
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    fd, tmp = tempfile.mkstemp(prefix='.pagefusion-ksm.', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(to_bytes(content))
+        os.chmod(tmp, 0o644)
+    except Exception:
+        os.unlink(tmp)
+        raise
+    module.atomic_move(tmp, path)
+
+
+def fail(module, err, **kwargs):
+    module.fail_json(msg=to_native(err), knob=getattr(err, 'knob', None), **kwargs)
+
+
+def main():
+    argument_spec = dict(
+        run=dict(type='int', choices=[0, 1, 2]),
+        pages_to_scan=dict(type='int'),
+        sleep_millisecs=dict(type='int'),
+        merge_across_nodes=dict(type='bool'),
+        use_zero_pages=dict(type='bool'),
+        max_page_sharing=dict(type='int'),
+        stable_node_chains_prune_millisecs=dict(type='int'),
+        smart_scan=dict(type='bool'),
+        advisor_mode=dict(type='str', choices=['none', 'scan-time']),
+        advisor_max_cpu=dict(type='int'),
+        advisor_target_scan_time=dict(type='int'),
+        advisor_min_pages_to_scan=dict(type='int'),
+        advisor_max_pages_to_scan=dict(type='int'),
+        allow_unmerge=dict(type='bool', default=False),
+        persist=dict(type='bool', default=False),
+        persist_path=dict(type='path', default='/etc/tmpfiles.d/pagefusion-ksm.conf'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    allow_unmerge = module.params['allow_unmerge']
+
+    sysfs = KsmSysfs()
+    try:
+        wanted = normalize_wanted(dict((k, module.params[k]) for k in KNOB_NAMES))
+        sysfs.require()
+        current = sysfs.read_knobs()
+        changes = plan_changes(current, wanted, sysfs.root)
+        unmerge = check_plan(sysfs.read_counters(), changes, allow_unmerge)
+    except KsmError as err:
+        fail(module, err)
+
+    touched = set(wanted)
+    if 'advisor_mode' in changes and 'pages_to_scan' in current:
+        touched.add('pages_to_scan')
+
+    result = dict(changed=bool(changes), unmerged=unmerge)
+    if changes and not module.check_mode:
+        try:
+            result['unmerged'] = sysfs.apply(changes, allow_unmerge)
+        except KsmError as err:
+            # Some knobs may have been written before the failure: report the knobs as they are now.
+            fail(module, err, before=dict((k, current[k]) for k in KNOB_NAMES if k in touched), knobs=sysfs.read_knobs())
+        knobs_after = sysfs.read_knobs()
+    else:
+        knobs_after = predict_knobs(current, changes)
+
+    result['before'] = dict((k, current[k]) for k in KNOB_NAMES if k in touched)
+    result['after'] = dict((k, knobs_after[k]) for k in KNOB_NAMES if k in touched)
+    result['knobs'] = knobs_after
+    diffs = [dict(before=result['before'], after=result['after'])]
+
+    if module.params['persist']:
+        path = module.params['persist_path']
+        result['persist_path'] = path
+        content = tmpfiles_content(wanted)
+        existing = read_file(path)
+        if existing != content:
+            result['changed'] = True
+            diffs.append(dict(before_header=path, after_header=path, before=existing or '', after=content))
+            if not module.check_mode:
+                try:
+                    write_persist(module, path, content)
+                except (IOError, OSError) as err:
+                    module.fail_json(msg='Could not write %s: %s' % (path, to_native(err)), **result)
+
+    if module._diff:
+        result['diff'] = diffs[0] if len(diffs) == 1 else diffs
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
