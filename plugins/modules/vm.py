@@ -16,9 +16,12 @@ description:
     persistent definition has no C(<memoryBacking><nosharepages/></memoryBacking>), disabled when it has.
     QEMU reads this only when it starts (C(-machine mem-merge=off)), so the module edits the persistent
     definition and leaves every other part of it as it was."
-  - "B(VirtualBox): page fusion is the VM's C(--page-fusion) setting, for Windows 2000 and later guests on
-    64-bit non-macOS hosts. VirtualBox 7.2 cannot switch it (it fails with I(Page fusion is only supported on
-    64-bit hosts)); such hosts are reported as unsupported, not failed."
+  - "B(VirtualBox): page fusion is the VM's C(--page-fusion) setting (C(--pagefusion) before VirtualBox 7.0),
+    switched with C(VBoxManage modifyvm); it is used by Windows 2000 and later guests on 64-bit x86 hosts that
+    are not macOS. Enabling it on another guest works but has no effect, and the module warns. A VM with a saved
+    state is refused (its settings are frozen until the state is discarded). VirtualBox 7.2 cannot switch it
+    (it fails with I(Page fusion is only supported on 64-bit hosts)); such hosts, and 32-bit or macOS hosts,
+    are reported as unsupported (RV(unsupported=true), a warning), not failed, and nothing is changed."
   - A definition is only changed while the VM is shut off. What happens to a VM that runs is set by
     O(when_running).
   - All VMs are read once, every change is planned, and nothing is changed if any VM cannot be handled
@@ -41,11 +44,11 @@ attributes:
 options:
   name:
     description:
-      - Exact name of the VM, or a list of exact names.
-      - Names are matched literally, so names with spaces, quotes, C(*) or other special characters are safe.
+      - Exact name of the VM (a string), or a list of exact names.
+      - Names are matched literally, so names with spaces, quotes, commas, C(*) or other special characters
+        are safe. A single string is one name; it is never split at commas.
       - Exactly one of O(name) and O(pattern) is required.
-    type: list
-    elements: str
+    type: raw
     aliases: [names]
   pattern:
     description:
@@ -66,8 +69,12 @@ options:
         again and waits until it runs. A VM that does not stop in time is left running and unchanged and the
         module fails, unless O(force_off=true).
         It also restarts a VM whose definition is already right but that still runs with the old setting.
+        VirtualBox VMs are shut down with C(VBoxManage controlvm <uuid> acpipowerbutton) (C(poweroff) with
+        O(force_off=true)) and started again with C(VBoxManage startvm <uuid> --type headless), so a VM that had
+        a GUI window comes back headless.
       - V(defer) (libvirt only) changes the persistent definition now and returns RV(restart_required=true);
-        the change takes effect at the VM's next cold boot.
+        the change takes effect at the VM's next cold boot. VirtualBox cannot change a running VM's settings,
+        so with the VirtualBox backend a running VM that needs a change is refused with an error.
     type: str
     choices: [fail, restart, defer]
     default: fail
@@ -175,18 +182,29 @@ vms:
       description: The VM runs with a setting other than the requested one and needs a cold restart.
       type: bool
     actions:
-      description: What was (or would be) done to this VM, in order.
+      description:
+        - What was (or would be) done to this VM, in order; check mode returns exactly what the real run does.
+        - "libvirt: a description of each step."
+        - "VirtualBox: the exact C(VBoxManage) command lines that run, shell-quoted and replayable, with the VM
+          addressed by UUID. Waiting and fallbacks follow as a trailing C(#) comment (for example the
+          C(showvminfo) polling after C(controlvm <uuid> acpipowerbutton))."
       type: list
       elements: str
+      sample:
+        - "/usr/bin/VBoxManage controlvm 5d3ec6c7-0a1b-4c2d-8e3f-000000000001 acpipowerbutton  # then poll ..."
+        - /usr/bin/VBoxManage modifyvm 5d3ec6c7-0a1b-4c2d-8e3f-000000000001 --page-fusion on
+        - "/usr/bin/VBoxManage startvm 5d3ec6c7-0a1b-4c2d-8e3f-000000000001 --type headless  # then wait ..."
     applied:
       description: Whether the actions were carried out (false in check mode).
       type: bool
     unsupported:
-      description: Why the host cannot switch page fusion (for example VirtualBox 7.2); only set then.
+      description:
+        - Why the host cannot switch page fusion (VirtualBox 7.2, a 32-bit or macOS host); only set then.
+        - Such a VM is left as it is, with no actions, and the module warns instead of failing.
       type: str
-      returned: when the host cannot switch page fusion
+      returned: when the host cannot switch page fusion and this VM needed a change
 actions:
-  description: Every action of every VM, in order, each prefixed by nothing more than its own text.
+  description: Every action of every VM, in order (see RV(vms[].actions)).
   returned: always
   type: list
   elements: str
@@ -219,6 +237,20 @@ from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
 MAX_NAMES_IN_ERROR = 20
 
 
+def normalize_names(module, names):
+    """One name or a list of names; unlike type=list, a string is never split at commas."""
+    if names is None:
+        return None
+    if not isinstance(names, list):
+        names = [names]
+    if not names:
+        module.fail_json(msg='name is an empty list: give at least one VM name, or use pattern')
+    bad = [n for n in names if isinstance(n, (dict, list)) or n is None or n == '']
+    if bad:
+        module.fail_json(msg='name must be a VM name or a list of VM names; got %r' % (bad[0],))
+    return [n if isinstance(n, str) else str(n) for n in names]
+
+
 def run_module(module, backend):
     params = module.params
     want = params['state'] == 'enabled'
@@ -237,6 +269,13 @@ def run_module(module, backend):
         module.warn("pattern %r matches no VM on the %s backend; nothing to do." % (params['pattern'], backend.name))
 
     plans = [plan_vm(vm, want, params['when_running'], can_defer=backend.can_defer) for vm in selected]
+    # A host that cannot switch page fusion at all (VirtualBox 7.2, 32-bit or macOS hosts) is reported, not
+    # failed. It wins over a VM's own blocker (running, saved): shutting that VM down would not help.
+    unsupported = backend.unsupported_reason()
+    if unsupported:
+        for plan in plans:
+            if plan.changes or plan.error:
+                plan.unsupported, plan.error = unsupported, None
     errors = [plan.error for plan in plans if plan.error]
     if errors:
         refused = [result_for(plan, [], False) for plan in plans]
@@ -244,12 +283,14 @@ def run_module(module, backend):
             entry['changed'] = False
         module.fail_json(msg=' '.join(errors) + ' Nothing was changed.', vms=refused)
 
-    unsupported = backend.unsupported_reason()
     before = {}
     for plan in plans:
         before[plan.vm.name] = {'page_fusion': state_word(plan.vm.fusion), 'power_state': plan.vm.power_state}
-        if unsupported and plan.changes:
-            plan.unsupported = unsupported
+        if want and plan.changes and not plan.unsupported:
+            eligible, reasons = backend.eligibility(plan.vm)
+            if not eligible:
+                module.warn("VM '%s' is not eligible for page fusion, so enabling it has no effect there: %s"
+                            % (plan.vm.name, '; '.join(reasons)))
 
     results, all_actions = [], []
     for plan in plans:
@@ -270,13 +311,16 @@ def run_module(module, backend):
         all_actions.extend(actions)
         results.append(result_for(plan, actions, done))
 
-    after = {}
+    after, left_alone = {}, {}
     for entry in results:
         # In check mode the record still holds the old setting: report the predicted one.
         entry['page_fusion'] = entry['page_fusion_after']
         after[entry['name']] = {'page_fusion': entry['page_fusion_after'], 'power_state': entry['power_state']}
         if entry.get('unsupported'):
-            module.warn("VM '%s': page fusion cannot be switched on this host: %s" % (entry['name'], entry['unsupported']))
+            left_alone.setdefault(entry['unsupported'], []).append(entry['name'])
+    for reason, names in left_alone.items():
+        module.warn('Page fusion cannot be switched on this host, so %s left as %s: %s'
+                    % (', '.join(repr(name) for name in names), 'it is' if len(names) == 1 else 'they are', reason))
 
     result = dict(
         changed=any(entry['changed'] for entry in results),
@@ -293,7 +337,7 @@ def run_module(module, backend):
 
 def main():
     argument_spec = dict(
-        name=dict(type='list', elements='str', aliases=['names']),
+        name=dict(type='raw', aliases=['names']),
         pattern=dict(type='str'),
         state=dict(type='str', required=True, choices=['enabled', 'disabled']),
         when_running=dict(type='str', default='fail', choices=list(WHEN_RUNNING_CHOICES)),
@@ -309,8 +353,7 @@ def main():
     )
     if module.params['shutdown_timeout'] < 1:
         module.fail_json(msg='shutdown_timeout must be at least 1 second, got %s' % module.params['shutdown_timeout'])
-    if module.params['name'] is not None and not module.params['name']:
-        module.fail_json(msg='name is an empty list: give at least one VM name, or use pattern')
+    module.params['name'] = normalize_names(module, module.params['name'])
 
     backend = open_backend(module)
     try:

@@ -125,3 +125,18 @@ def test_bad_arguments(run_module):
     assert failed and 'mutually exclusive' in result['msg']
     result, failed = run_module(vm.main, dict(uri=URI, name=['a'], state='enabled', shutdown_timeout=0))
     assert failed and 'shutdown_timeout' in result['msg']
+
+
+def test_a_single_name_is_never_split_at_commas(run_module):
+    result, failed = run_module(vm.main, dict(uri=URI, name='off-private,off-shared', state='enabled'))
+    assert failed
+    assert result['missing'] == ['off-private,off-shared']
+    result, failed = run_module(vm.main, dict(uri=URI, name='off-private', state='enabled'))
+    assert not failed and [e['name'] for e in result['vms']] == ['off-private']
+
+
+def test_bad_name_values(run_module):
+    result, failed = run_module(vm.main, dict(uri=URI, name=[], state='enabled'))
+    assert failed and 'empty list' in result['msg']
+    result, failed = run_module(vm.main, dict(uri=URI, name=[{'a': 1}], state='enabled'))
+    assert failed and 'name must be a VM name' in result['msg']
