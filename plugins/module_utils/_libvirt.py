@@ -18,6 +18,7 @@ import os
 import re
 import time
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
 
 from ansible_collections.pagefusion.core.plugins.module_utils._eligibility import (
     LIBOSINFO_NS,
@@ -179,14 +180,17 @@ def qemu_pid(name, run_dirs=('/run/libvirt/qemu', '/var/run/libvirt/qemu'), proc
     libvirt writes ``<stateDir>/<name>.pid`` for privileged daemons; there is no API for it.
     The fallback matches ``-name guest=<name>`` (QEMU doubles commas in option values).
     """
+    # libvirt 9 XML-escapes the name in the pid file name (a "b" -> a &quot;b&quot;.pid); older ones do not.
+    candidates = [name, xml_escape(name, {'"': '&quot;', "'": '&apos;'})]
     for run_dir in run_dirs:
-        try:
-            with open(os.path.join(run_dir, '%s.pid' % name)) as handle:
-                pid = int(handle.read().strip())
-        except (OSError, ValueError):
-            continue
-        if os.path.exists(os.path.join(proc_root, str(pid))):
-            return pid
+        for candidate in candidates:
+            try:
+                with open(os.path.join(run_dir, '%s.pid' % candidate)) as handle:
+                    pid = int(handle.read().strip())
+            except (OSError, ValueError):
+                continue
+            if os.path.exists(os.path.join(proc_root, str(pid))):
+                return pid
     wanted = ('guest=%s' % name.replace(',', ',,')).encode('utf-8')
     try:
         entries = os.listdir(proc_root)

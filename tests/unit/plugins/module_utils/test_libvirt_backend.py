@@ -154,3 +154,13 @@ def test_qemu_pid_from_pidfile_and_cmdline(tmp_path):
     (run_dir / 'vm 1.pid').write_text('4242\n')
     assert _libvirt.qemu_pid('vm 1', run_dirs=(str(run_dir),), proc_root=str(proc)) == 4242
     assert _libvirt.qemu_pid('other', run_dirs=(str(run_dir),), proc_root=str(proc)) is None
+
+
+def test_qemu_pid_from_xml_escaped_pidfile(tmp_path):
+    # libvirt 9 writes the pid file of domain 'a "b" & c' as 'a &quot;b&quot; &amp; c.pid'.
+    run_dir = tmp_path / 'run'
+    proc = tmp_path / 'proc'
+    run_dir.mkdir()
+    (proc / '77').mkdir(parents=True)
+    (run_dir / 'a &quot;b&quot; &amp; c.pid').write_text('77\n')
+    assert _libvirt.qemu_pid('a "b" & c', run_dirs=(str(run_dir),), proc_root=str(proc)) == 77
