@@ -10,6 +10,12 @@ A module reads every VM once (``Backend.list_vms``), turns each wanted change in
 :class:`Plan` with :func:`plan_vm`, checks that no plan carries an error, and only then, outside
 check mode, runs the plans with :func:`apply_plan`. Check mode and real runs therefore use the
 very same comparison and predict the very same steps.
+
+Besides page fusion a plan can carry other settings of the VM's persistent definition (for example
+libvirt's guest agent channel, ``guest_agent_channel``). They follow the same rules: changed only
+while the VM is shut off, with the same ``when_running`` handling. A backend lists the settings it
+knows in ``supported_settings``, reports their current values in ``VmRecord.settings`` (and
+``settings_live`` for a running VM) and applies them in ``set_definition(vm, changes)``.
 """
 
 from __future__ import annotations
@@ -18,9 +24,15 @@ import fnmatch
 
 WHEN_RUNNING_CHOICES = ('fail', 'restart', 'defer')
 
+# Operator-facing names of the definition settings besides page fusion.
+SETTING_LABELS = {
+    'guest_agent_channel': 'the guest agent channel',
+}
+
 # Plan steps, in the order they run.
 STEP_SHUTDOWN = 'shutdown'
 STEP_SET_FUSION = 'set_fusion'
+STEP_SET_DEFINITION = 'set_definition'
 STEP_START = 'start'
 
 
@@ -38,10 +50,13 @@ class VmRecord(object):
     ``fusion`` is the persistent setting (what the next cold boot uses); ``fusion_live`` is
     what the running instance uses (``None`` when the VM is off or the backend cannot tell).
     ``is_off`` is True only in states in which the definition may be changed.
+    ``settings`` holds the other definition settings the backend knows (e.g. ``guest_agent_channel``)
+    as persistently defined; ``settings_live`` the same for the running instance (``None`` when off).
     """
 
     def __init__(self, name, backend, power_state, is_off, fusion, fusion_live=None,
-                 uuid=None, os_id=None, persistent=True, tenant=None, details=None):
+                 uuid=None, os_id=None, persistent=True, tenant=None, details=None,
+                 settings=None, settings_live=None):
         self.name = name
         self.backend = backend
         self.power_state = power_state
@@ -52,11 +67,13 @@ class VmRecord(object):
         self.os_id = os_id
         self.persistent = persistent
         self.tenant = tenant
+        self.settings = dict(settings or {})
+        self.settings_live = None if settings_live is None else dict(settings_live)
         # Backend-private data (e.g. the parsed domain XML); never returned to the user.
         self.details = details if details is not None else {}
 
     def summary(self):
-        return {
+        summary = {
             'name': self.name,
             'backend': self.backend,
             'uuid': self.uuid,
@@ -64,15 +81,24 @@ class VmRecord(object):
             'page_fusion': state_word(self.fusion),
             'page_fusion_live': None if self.fusion_live is None else state_word(self.fusion_live),
         }
+        for key, value in sorted(self.settings.items()):
+            summary[key] = value
+        return summary
 
 
 class Plan(object):
-    """The steps needed to bring one VM to the wanted fusion state."""
+    """The steps needed to bring one VM to the wanted fusion state and definition settings.
 
-    def __init__(self, vm, want):
+    ``want`` is the wanted fusion state, or ``None`` to leave fusion alone; ``want_settings`` the wanted
+    values of other definition settings (only those the caller asked for).
+    """
+
+    def __init__(self, vm, want, want_settings=None):
         self.vm = vm
         self.want = want
+        self.want_settings = dict(want_settings or {})
         self.before = vm.fusion
+        self.settings_before = dict((key, vm.settings.get(key)) for key in self.want_settings)
         self.steps = []
         self.restart_required = False
         self.error = None
@@ -110,15 +136,38 @@ def select_vms(vms, names=None, pattern=None):
     return selected, missing
 
 
-def plan_vm(vm, want, when_running, can_defer=True):
-    """Decide what to do with one VM. Pure: reads the record, touches nothing."""
-    plan = Plan(vm, want)
-    needs_definition_change = vm.fusion != want
-    live_differs = (not vm.is_off) and vm.fusion_live is not None and vm.fusion_live != want
+def _what(fusion_change, setting_changes):
+    """'page fusion', 'the guest agent channel', 'page fusion and the guest agent channel', ..."""
+    parts = ['page fusion'] if fusion_change else []
+    parts.extend(SETTING_LABELS.get(key, key) for key in sorted(setting_changes))
+    return ' and '.join(parts) or 'page fusion'
+
+
+def plan_vm(vm, want, when_running, can_defer=True, settings=None):
+    """Decide what to do with one VM. Pure: reads the record, touches nothing.
+
+    ``want`` is True/False for page fusion, or None to leave it alone. ``settings`` maps other definition
+    settings to their wanted values; None values are left alone.
+    """
+    wanted_settings = dict((key, value) for key, value in (settings or {}).items() if value is not None)
+    plan = Plan(vm, want, wanted_settings)
+    fusion_change = want is not None and vm.fusion != want
+    setting_changes = dict((key, value) for key, value in wanted_settings.items() if vm.settings.get(key) != value)
+    needs_definition_change = fusion_change or bool(setting_changes)
+    live_differs = (not vm.is_off) and (
+        (want is not None and vm.fusion_live is not None and vm.fusion_live != want)
+        or (vm.settings_live is not None
+            and any(vm.settings_live.get(key) != value for key, value in wanted_settings.items())))
+    what = _what(fusion_change, setting_changes)
+
+    def add_definition_steps():
+        if fusion_change:
+            plan.steps.append((STEP_SET_FUSION, want))
+        if setting_changes:
+            plan.steps.append((STEP_SET_DEFINITION, setting_changes))
 
     if vm.is_off:
-        if needs_definition_change:
-            plan.steps.append((STEP_SET_FUSION, want))
+        add_definition_steps()
         return plan
 
     # A backend may know that no restart can help (e.g. a VirtualBox VM with a saved state).
@@ -129,8 +178,8 @@ def plan_vm(vm, want, when_running, can_defer=True):
 
     if not vm.persistent:
         if needs_definition_change or live_differs:
-            plan.error = ("VM '%s' is transient (it has no persistent definition), so page fusion cannot be "
-                          "switched: define it persistently first." % vm.name)
+            plan.error = ("VM '%s' is transient (it has no persistent definition), so %s cannot be "
+                          "switched: define it persistently first." % (vm.name, what))
         return plan
 
     if when_running == 'defer' and not can_defer:
@@ -143,23 +192,22 @@ def plan_vm(vm, want, when_running, can_defer=True):
     if when_running == 'restart':
         if needs_definition_change or live_differs:
             plan.steps.append((STEP_SHUTDOWN, None))
-            if needs_definition_change:
-                plan.steps.append((STEP_SET_FUSION, want))
+            add_definition_steps()
             plan.steps.append((STEP_START, None))
         return plan
 
     if when_running == 'defer':
-        if needs_definition_change:
-            plan.steps.append((STEP_SET_FUSION, want))
+        add_definition_steps()
         plan.restart_required = needs_definition_change or live_differs
         return plan
 
     # when_running == 'fail'
     if needs_definition_change:
-        plan.error = ("VM '%s' is %s: page fusion can only be switched while it is shut off. Shut it down "
-                      "first, or set when_running=restart (graceful shutdown, change, start) or "
-                      "when_running=defer (libvirt: change the definition now, apply at the next cold boot)."
-                      % (vm.name, vm.power_state))
+        defer_hint = (' or when_running=defer (change the definition now, apply at the next cold boot)'
+                      if can_defer else '')
+        plan.error = ("VM '%s' is %s: %s can only be switched while it is shut off. Shut it down "
+                      "first, or set when_running=restart (graceful shutdown, change, start)%s."
+                      % (vm.name, vm.power_state, what, defer_hint))
     elif live_differs:
         # The definition is already right (e.g. an earlier deferred run): nothing to change, a restart pending.
         plan.restart_required = True
@@ -184,9 +232,12 @@ def apply_plan(backend, plan, shutdown_timeout, force_off):
         if step == STEP_SHUTDOWN:
             backend.shutdown(plan.vm, timeout=shutdown_timeout, force_off=force_off)
             stopped_here = True
-        elif step == STEP_SET_FUSION:
+        elif step in (STEP_SET_FUSION, STEP_SET_DEFINITION):
             try:
-                backend.set_fusion(plan.vm, arg)
+                if step == STEP_SET_FUSION:
+                    backend.set_fusion(plan.vm, arg)
+                else:
+                    backend.set_definition(plan.vm, arg)
             except FusionError:
                 if stopped_here:
                     backend.start(plan.vm, timeout=shutdown_timeout)
@@ -213,4 +264,12 @@ def result_for(plan, actions, done):
     })
     if plan.unsupported:
         entry['unsupported'] = plan.unsupported
+    changes = {}
+    for step, arg in plan.steps:
+        if step == STEP_SET_DEFINITION and not plan.unsupported:
+            changes.update(arg)
+    for key, value in plan.settings_before.items():
+        entry['%s_before' % key] = value
+        entry['%s_after' % key] = changes.get(key, value)
+        entry[key] = changes.get(key, value)
     return entry

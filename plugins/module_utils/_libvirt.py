@@ -14,6 +14,7 @@ takes effect at the next cold boot: the persistent definition is what this backe
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import time
@@ -25,6 +26,7 @@ from ansible_collections.pagefusion.core.plugins.module_utils._eligibility impor
     libvirt_vm_eligibility,
 )
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
+    STEP_SET_DEFINITION,
     STEP_SET_FUSION,
     STEP_SHUTDOWN,
     STEP_START,
@@ -39,6 +41,11 @@ except ImportError:
     HAS_LIBVIRT = False
 else:
     HAS_LIBVIRT = True
+
+try:
+    import libvirt_qemu
+except ImportError:
+    libvirt_qemu = None
 
 DEFAULT_URI = 'qemu:///system'
 TENANT_NS = 'https://pagefusion.invalid/xmlns/libvirt/domain/1.0'
@@ -62,6 +69,13 @@ XML_SECURE = 1
 XML_INACTIVE = 2
 
 POLL_INTERVAL = 0.25
+
+# The QEMU guest agent's virtio-serial port name (qemu-guest-agent listens on it inside the guest).
+GUEST_AGENT_PORT = 'org.qemu.guest_agent.0'
+# Seconds to wait for a guest agent answer (guest-get-osinfo) when the fallback API is used.
+AGENT_TIMEOUT = 5
+# virDomainGuestInfoTypes: VIR_DOMAIN_GUEST_INFO_OS (libvirt 5.7+).
+GUEST_INFO_OS = 1 << 1
 
 
 def _silence_libvirt_errors():
@@ -142,6 +156,66 @@ def set_nosharepages(root, present):
     return True
 
 
+def _agent_channels(root):
+    found = []
+    devices = root.find('./devices')
+    if devices is None:
+        return devices, found
+    for channel in devices.findall('./channel'):
+        target = channel.find('./target')
+        if target is not None and target.get('type') == 'virtio' and target.get('name') == GUEST_AGENT_PORT:
+            found.append(channel)
+    return devices, found
+
+
+def has_agent_channel(root):
+    """Whether the domain has the QEMU guest agent's virtio-serial channel."""
+    return bool(_agent_channels(root)[1])
+
+
+def agent_channel_state(root):
+    """'connected' or 'disconnected' as libvirt reports it in the live XML; None when unknown or absent."""
+    for channel in _agent_channels(root)[1]:
+        return channel.find('./target').get('state')
+    return None
+
+
+def set_agent_channel(root, present):
+    """Add or remove ``<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>``.
+
+    libvirt picks the socket path and adds the virtio-serial controller itself. Every other element is left
+    alone. Returns True when the tree changed.
+    """
+    devices, channels = _agent_channels(root)
+    if present:
+        if channels:
+            return False
+        if devices is None:
+            devices = ET.SubElement(root, 'devices')
+        channel = ET.SubElement(devices, 'channel', {'type': 'unix'})
+        ET.SubElement(channel, 'target', {'type': 'virtio', 'name': GUEST_AGENT_PORT})
+        return True
+    for channel in channels:
+        devices.remove(channel)
+    return bool(channels)
+
+
+def definition_settings(root):
+    """The definition settings besides page fusion that this backend manages (see _fusion.plan_vm)."""
+    return {'guest_agent_channel': has_agent_channel(root)}
+
+
+def apply_settings(root, changes):
+    """Apply ``{setting: value}`` to a parsed domain definition. Returns True when the tree changed."""
+    changed = False
+    for key, value in changes.items():
+        if key == 'guest_agent_channel':
+            changed = set_agent_channel(root, value) or changed
+        else:  # pragma: no cover - the module only passes supported settings
+            raise FusionError('the libvirt backend cannot set %s' % key)
+    return changed
+
+
 def memory_backing_facts(root):
     backing = root.find('./memoryBacking')
     if backing is None:
@@ -171,15 +245,72 @@ def domain_xml_text(root):
     return ET.tostring(root, encoding='unicode')
 
 
+def os_info_from_agent(info):
+    """Normalize the agent's guest-get-osinfo answer (virDomainGuestInfo ``os.*`` or the raw QMP reply)."""
+    if not info:
+        return None
+    keys = ('id', 'name', 'pretty-name', 'version', 'version-id', 'kernel-release', 'machine')
+    result = dict((key.replace('-', '_'), info.get(key) or None) for key in keys)
+    if not any(result.values()):
+        return None
+    return result
+
+
+def guest_os(agent_info, libosinfo):
+    """Where the guest OS comes from: the agent first, then the libosinfo metadata, else unknown.
+
+    Returns ``(os_id, os_source, os_name)``; never guesses: with neither source all three are None.
+    """
+    if agent_info and agent_info.get('id'):
+        return agent_info['id'], 'agent', agent_info.get('pretty_name') or agent_info.get('name')
+    if libosinfo:
+        return libosinfo, 'libosinfo', None
+    return None, None, None
+
+
 # ---------------------------------------------------------------------------------------------
 # Host processes
+
+def _qemu_name_option(args):
+    """The ``guest=`` value of QEMU's ``-name`` option in an argv list, or None.
+
+    QEMU writes a literal comma in an option value as ``,,``; a single comma ends the value.
+    """
+    for index, arg in enumerate(args[:-1]):
+        if arg != b'-name':
+            continue
+        text = args[index + 1]
+        if not text.startswith(b'guest='):
+            return None
+        value, pos = bytearray(), len(b'guest=')
+        while pos < len(text):
+            char = text[pos:pos + 1]
+            if char == b',':
+                if text[pos + 1:pos + 2] != b',':
+                    break
+                pos += 1
+            value += char
+            pos += 1
+        return bytes(value)
+    return None
+
+
+def _process_guest_name(pid, proc_root):
+    try:
+        with open(os.path.join(proc_root, str(pid), 'cmdline'), 'rb') as handle:
+            return _qemu_name_option(handle.read().split(b'\0'))
+    except OSError:
+        return None
+
 
 def qemu_pid(name, run_dirs=('/run/libvirt/qemu', '/var/run/libvirt/qemu'), proc_root='/proc'):
     """PID of a running domain's QEMU process, or None.
 
-    libvirt writes ``<stateDir>/<name>.pid`` for privileged daemons; there is no API for it.
-    The fallback matches ``-name guest=<name>`` (QEMU doubles commas in option values).
+    libvirt writes ``<stateDir>/<name>.pid`` for privileged daemons; there is no API for it. A pid
+    from that file counts only if that process runs QEMU with ``-name guest=<name>`` (a stale file
+    can name a reused pid). The fallback scans every process's ``-name guest=<name>``.
     """
+    wanted = name.encode('utf-8')
     # libvirt 9 XML-escapes the name in the pid file name (a "b" -> a &quot;b&quot;.pid); older ones do not.
     candidates = [name, xml_escape(name, {'"': '&quot;', "'": '&apos;'})]
     for run_dir in run_dirs:
@@ -189,24 +320,15 @@ def qemu_pid(name, run_dirs=('/run/libvirt/qemu', '/var/run/libvirt/qemu'), proc
                     pid = int(handle.read().strip())
             except (OSError, ValueError):
                 continue
-            if os.path.exists(os.path.join(proc_root, str(pid))):
+            if _process_guest_name(pid, proc_root) == wanted:
                 return pid
-    wanted = ('guest=%s' % name.replace(',', ',,')).encode('utf-8')
     try:
         entries = os.listdir(proc_root)
     except OSError:
         return None
     for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(os.path.join(proc_root, entry, 'cmdline'), 'rb') as handle:
-                args = handle.read().split(b'\0')
-        except OSError:
-            continue
-        for index, arg in enumerate(args[:-1]):
-            if arg == b'-name' and (args[index + 1] == wanted or args[index + 1].startswith(wanted + b',')):
-                return int(entry)
+        if entry.isdigit() and _process_guest_name(entry, proc_root) == wanted:
+            return int(entry)
     return None
 
 
@@ -218,6 +340,7 @@ class LibvirtBackend(object):
 
     name = 'libvirt'
     can_defer = True
+    supported_settings = ('guest_agent_channel',)
 
     def __init__(self, uri=DEFAULT_URI, conn=None, sleep=time.sleep, clock=time.monotonic):
         self.uri = uri
@@ -277,7 +400,9 @@ class LibvirtBackend(object):
             os_id=libosinfo_id(root),
             persistent=persistent,
             tenant=tenant_label(root),
-            details={'dom': dom, 'root': root, 'state': state, 'memory_backing': memory_backing_facts(root),
+            settings=definition_settings(root),
+            settings_live=None if live_root is None else definition_settings(live_root),
+            details={'live_root': live_root, 'dom': dom, 'root': root, 'state': state, 'memory_backing': memory_backing_facts(root),
                      'domain_type': root.get('type')},
         )
 
@@ -294,6 +419,15 @@ class LibvirtBackend(object):
             if arg:
                 return "define '%s' without <memoryBacking><nosharepages/> (page fusion enabled)" % vm.name
             return "define '%s' with <memoryBacking><nosharepages/> (page fusion disabled)" % vm.name
+        if step == STEP_SET_DEFINITION:
+            parts = []
+            for key, value in sorted(arg.items()):
+                if key == 'guest_agent_channel':
+                    parts.append("%s the guest agent channel <channel type='unix'><target type='virtio' name='%s'/>"
+                                 "</channel>" % ('with' if value else 'without', GUEST_AGENT_PORT))
+                else:  # pragma: no cover
+                    parts.append('%s=%r' % (key, value))
+            return "define '%s' %s" % (vm.name, ', '.join(parts))
         if step == STEP_START:
             return "start '%s' and wait until it runs" % vm.name
         raise ValueError(step)
@@ -315,6 +449,53 @@ class LibvirtBackend(object):
                               "as asked; page fusion is still %s." % (vm.name, 'disabled' if enabled else 'enabled'))
         vm.details['root'] = reread
         vm.fusion = enabled
+
+    def set_definition(self, vm, changes):
+        """Apply other definition settings (see _fusion.plan_vm) to the persistent definition."""
+        root = vm.details['root']
+        apply_settings(root, changes)
+        try:
+            self.conn.defineXML(domain_xml_text(root))
+            reread = parse_domain_xml(vm.details['dom'].XMLDesc(XML_INACTIVE | XML_SECURE))
+        except libvirt.libvirtError as exc:
+            raise FusionError("libvirt refused the new definition of VM '%s' at '%s': %s. The VM is unchanged."
+                              % (vm.name, self.uri, _err(exc)))
+        now = definition_settings(reread)
+        wrong = sorted(key for key, value in changes.items() if now.get(key) != value)
+        if wrong:
+            raise FusionError("libvirt accepted the new definition of VM '%s' but does not keep %s as asked."
+                              % (vm.name, ', '.join(wrong)))
+        vm.details['root'] = reread
+        vm.settings.update(changes)
+
+    # -- the guest agent ------------------------------------------------------------------------
+
+    def agent_os_info(self, vm):
+        """The guest OS as the QEMU guest agent reports it, or None when no agent answers.
+
+        Asked only of running domains whose live XML shows a connected agent channel, so a missing or silent
+        agent costs nothing. Returns a dict with ``id``, ``name``, ``pretty_name``, ``version``,
+        ``version_id``, ``kernel_release``, ``machine`` (missing ones are None).
+        """
+        live_root = vm.details.get('live_root')
+        if live_root is None or agent_channel_state(live_root) != 'connected':
+            return None
+        dom = vm.details['dom']
+        info = None
+        if hasattr(dom, 'guestInfo'):
+            try:
+                raw = dom.guestInfo(GUEST_INFO_OS, 0)
+            except libvirt.libvirtError:
+                raw = None
+            if raw:
+                info = dict((key[3:], value) for key, value in raw.items() if key.startswith('os.'))
+        if info is None and libvirt_qemu is not None:
+            try:
+                answer = libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-get-osinfo"}', AGENT_TIMEOUT, 0)
+                info = json.loads(answer).get('return') or None
+            except (libvirt.libvirtError, ValueError, AttributeError):
+                info = None
+        return os_info_from_agent(info)
 
     def _wait_state(self, vm, wanted, timeout):
         deadline = self._clock() + timeout

@@ -38,10 +38,14 @@ options:
       - Which backends to report.
       - V(auto) reports every backend it finds; one that is absent or unreachable is reported with the reason,
         not as a failure.
-      - V(libvirt) or V(virtualbox) report only that backend and fail clearly when it cannot be used.
+      - V(libvirt) or V(virtualbox) report only that backend and fail clearly when it cannot be used (for
+        example when C(VBoxManage) is not on the PATH). A VirtualBox release that cannot switch page fusion
+        (7.2) is reported as unsupported, not failed.
 notes:
   - The VirtualBox guest OS comes from the VM's settings; the libvirt guest OS from the libosinfo metadata
     that virt-install and virt-manager write, when it exists.
+  - VirtualBox is read with C(VBoxManage list vms) and C(VBoxManage showvminfo --machinereadable), under the
+    C locale; the VMs of the user the module runs as are reported.
 seealso:
   - module: pagefusion.core.vm
 '''
@@ -56,6 +60,16 @@ EXAMPLES = r'''
     msg: >-
       {{ eligibility.vms | selectattr('eligible') | selectattr('page_fusion', 'eq', 'disabled')
          | map(attribute='name') | list }}
+
+- name: A VirtualBox host (fails clearly when VBoxManage is missing)
+  pagefusion.core.host_info:
+    backend: virtualbox
+  register: vbox
+
+- name: Warn when this VirtualBox release cannot switch page fusion (7.2)
+  ansible.builtin.debug:
+    msg: "{{ vbox.backends.virtualbox.reasons }}"
+  when: not vbox.backends.virtualbox.supported
 
 - name: A remote libvirt host
   pagefusion.core.host_info:
@@ -119,22 +133,36 @@ backends:
         eligible: true
         reasons: []
     virtualbox:
-      description: The VirtualBox backend.
+      description:
+        - The VirtualBox backend.
+        - C(present) is true when C(VBoxManage) is on the PATH, C(available) when it also answered and its VMs
+          could be listed; C(error) says why not.
+        - C(version) is the release (V(7.1.12)), C(version_full) what C(VBoxManage --version) printed.
+        - C(supported) is false for releases that cannot switch page fusion (VirtualBox 7.2 and later, see
+          U(https://github.com/VirtualBox/virtualbox/issues/268)); such hosts are reported, not failed.
+        - C(eligible) is true when VirtualBox is available, the release is supported and the host is a 64-bit
+          x86 host that is not macOS; C(reasons) explains every V(false).
       type: dict
       returned: when O(backend) is V(auto) or V(virtualbox)
       sample:
+        present: true
         available: true
         path: /usr/bin/VBoxManage
-        version: 7.1.12r169651
+        version: 7.1.12
+        version_full: 7.1.12r169651
         supported: true
         eligible: true
         reasons: []
+        error: null
 eligible:
   description: Whether at least one backend on this host can use page fusion.
   returned: always
   type: bool
 vms:
-  description: Every VM of every reachable backend.
+  description:
+    - Every VM of every reachable backend.
+    - A VirtualBox VM is eligible only when the host is (see RV(backends.virtualbox)) and its guest OS type is
+      Windows 2000 or later; VMs of other OS types and older Windows are listed with the reason.
   returned: always
   type: list
   elements: dict
@@ -175,10 +203,16 @@ import platform
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS
-from ansible_collections.pagefusion.core.plugins.module_utils._eligibility import ksm_host_eligibility, machine_bits
+from ansible_collections.pagefusion.core.plugins.module_utils._eligibility import (
+    ksm_host_eligibility,
+    machine_bits,
+    vbox_host_eligibility,
+    vbox_version_support,
+)
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmError, KsmSysfs
 from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt
+from ansible_collections.pagefusion.core.plugins.module_utils import _vbox
 
 
 def os_pretty_name(path='/etc/os-release'):
@@ -245,6 +279,38 @@ def libvirt_report(module, host, ksm, strict):
     return report, vms
 
 
+def virtualbox_report(module, host, strict):
+    """VBoxManage, its release, whether this host and release can switch Page Fusion, and the VMs.
+
+    An absent VBoxManage is reported (``present: false``); only ``strict`` (backend=virtualbox) fails.
+    A release that cannot switch Page Fusion (7.2) is reported as unsupported, never failed.
+    """
+    probe = _vbox.probe(module)
+    report = {'present': probe['present'], 'available': False, 'path': probe['path'], 'version': probe['version'],
+              'version_full': probe['version_full'], 'supported': False, 'error': probe.get('reason')}
+    host_ok, reasons = vbox_host_eligibility(host['machine'], host['system'])
+    vms = []
+    if not report['error']:
+        report['supported'], why = vbox_version_support(probe['version_full'])
+        if not report['supported']:
+            reasons.append(why)
+        try:
+            backend = _vbox.VirtualBoxBackend(module, host_machine=host['machine'], host_system=host['system'],
+                                              read_tenant=False)
+            vms = [vm_entry(backend, vm, host_ok and report['supported'], reasons) for vm in backend.list_vms()]
+        except FusionError as exc:
+            report['error'] = str(exc)
+        else:
+            report['available'] = True
+    if strict and report['error']:
+        module.fail_json(msg=report['error'])
+    if report['error']:
+        reasons.append('VirtualBox is not usable: %s' % report['error'])
+    report['eligible'] = report['available'] and report['supported'] and host_ok
+    report['reasons'] = reasons
+    return report, vms
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(BACKEND_ARGS), supports_check_mode=True)
     wanted = module.params['backend']
@@ -253,6 +319,9 @@ def main():
     backends, vms = {}, []
     if wanted in ('auto', 'libvirt'):
         backends['libvirt'], found = libvirt_report(module, host, ksm, strict=wanted == 'libvirt')
+        vms.extend(found)
+    if wanted in ('auto', 'virtualbox'):
+        backends['virtualbox'], found = virtualbox_report(module, host, strict=wanted == 'virtualbox')
         vms.extend(found)
     module.exit_json(changed=False, host=host, ksm=ksm, backends=backends, vms=vms,
                      eligible=any(b['eligible'] for b in backends.values()))

@@ -235,6 +235,7 @@ from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
 )
 
 MAX_NAMES_IN_ERROR = 20
+NOTHING_CHANGED = 'Nothing was changed.'
 
 
 def normalize_names(module, names):
@@ -281,12 +282,15 @@ def run_module(module, backend):
         refused = [result_for(plan, [], False) for plan in plans]
         for entry in refused:
             entry['changed'] = False
-        module.fail_json(msg=' '.join(errors) + ' Nothing was changed.', vms=refused)
+        # Some backend messages already say it (e.g. VirtualBox's saved-state one): say it once.
+        errors = [error[:-len(NOTHING_CHANGED)].rstrip() if error.endswith(NOTHING_CHANGED) else error
+                  for error in errors]
+        module.fail_json(msg='%s %s' % (' '.join(errors), NOTHING_CHANGED), vms=refused)
 
     before = {}
     for plan in plans:
         before[plan.vm.name] = {'page_fusion': state_word(plan.vm.fusion), 'power_state': plan.vm.power_state}
-        if want and plan.changes and not plan.unsupported:
+        if want and plan.before != want and not plan.unsupported:
             eligible, reasons = backend.eligibility(plan.vm)
             if not eligible:
                 module.warn("VM '%s' is not eligible for page fusion, so enabling it has no effect there: %s"
@@ -305,9 +309,15 @@ def run_module(module, backend):
                 plan.unsupported = str(exc)
                 actions = []
             except FusionError as exc:
-                results.append(result_for(plan, actions, False))
+                # Report what really happened to this VM: a refused shutdown changed nothing, while a failed
+                # start may leave it switched but off.
+                entry = result_for(plan, actions, False)
+                entry['page_fusion'] = entry['page_fusion_after'] = state_word(plan.vm.fusion)
+                entry['changed'] = (plan.vm.fusion != plan.before
+                                    or plan.vm.power_state != before[plan.vm.name]['power_state'])
+                results.append(entry)
                 module.fail_json(msg=str(exc), vms=results, actions=all_actions + actions,
-                                 changed=any(r['changed'] and r['applied'] for r in results[:-1]))
+                                 changed=any(r['changed'] and r['applied'] for r in results[:-1]) or entry['changed'])
         all_actions.extend(actions)
         results.append(result_for(plan, actions, done))
 
@@ -319,8 +329,9 @@ def run_module(module, backend):
         if entry.get('unsupported'):
             left_alone.setdefault(entry['unsupported'], []).append(entry['name'])
     for reason, names in left_alone.items():
-        module.warn('Page fusion cannot be switched on this host, so %s left as %s: %s'
-                    % (', '.join(repr(name) for name in names), 'it is' if len(names) == 1 else 'they are', reason))
+        module.warn('Page fusion cannot be switched on this host, so %s %s: %s'
+                    % (', '.join(repr(name) for name in names),
+                       'is left as it is' if len(names) == 1 else 'are left as they are', reason))
 
     result = dict(
         changed=any(entry['changed'] for entry in results),

@@ -151,8 +151,14 @@ def test_qemu_pid_from_pidfile_and_cmdline(tmp_path):
     (proc / '4242').mkdir(parents=True)
     (proc / '4242' / 'cmdline').write_bytes(b'/usr/bin/qemu-system-x86_64\0-name\0guest=a,,b,debug-threads=on\0')
     assert _libvirt.qemu_pid('a,b', run_dirs=(str(run_dir),), proc_root=str(proc)) == 4242
-    (run_dir / 'vm 1.pid').write_text('4242\n')
-    assert _libvirt.qemu_pid('vm 1', run_dirs=(str(run_dir),), proc_root=str(proc)) == 4242
+    # 'a' must not match the QEMU of 'a,b' (its -name value is 'guest=a,,b').
+    assert _libvirt.qemu_pid('a', run_dirs=(str(run_dir),), proc_root=str(proc)) is None
+    (proc / '51').mkdir()
+    (proc / '51' / 'cmdline').write_bytes(b'qemu\0-name\0guest=vm 1,debug-threads=on\0')
+    (run_dir / 'vm 1.pid').write_text('51\n')
+    assert _libvirt.qemu_pid('vm 1', run_dirs=(str(run_dir),), proc_root=str(proc)) == 51
+    # A stale pid file naming another domain's process does not count.
+    (run_dir / 'other.pid').write_text('4242\n')
     assert _libvirt.qemu_pid('other', run_dirs=(str(run_dir),), proc_root=str(proc)) is None
 
 
@@ -162,5 +168,6 @@ def test_qemu_pid_from_xml_escaped_pidfile(tmp_path):
     proc = tmp_path / 'proc'
     run_dir.mkdir()
     (proc / '77').mkdir(parents=True)
+    (proc / '77' / 'cmdline').write_bytes(b'qemu\0-name\0guest=a "b" & c,debug-threads=on\0')
     (run_dir / 'a &quot;b&quot; &amp; c.pid').write_text('77\n')
     assert _libvirt.qemu_pid('a "b" & c', run_dirs=(str(run_dir),), proc_root=str(proc)) == 77
