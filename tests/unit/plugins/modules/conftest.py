@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import sys
 
 import pytest
 
@@ -54,3 +57,29 @@ def run_module(monkeypatch):
         return result, info.value.failed
 
     return run
+
+
+STANDIN = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', 'vbox', 'VBoxManage'))
+
+
+def install_vbox_standin(directory, monkeypatch):
+    """Put the VBoxManage stand-in (tests/vbox) first on the PATH, run by this interpreter.
+
+    Returns ``(wrapper_path, state_path)``; the stand-in keeps its VMs in ``state_path`` (PF_VBOX_STATE).
+    """
+    bin_dir = os.path.join(str(directory), 'vbox-bin')
+    os.mkdir(bin_dir)
+    wrapper = os.path.join(bin_dir, 'VBoxManage')
+    with open(wrapper, 'w') as handle:
+        handle.write('#!/bin/sh\nexec %s "$@"\n' % shlex.join([sys.executable, STANDIN]))
+    os.chmod(wrapper, 0o755)
+    state = os.path.join(str(directory), 'vbox-state.json')
+    monkeypatch.setenv('PF_VBOX_STATE', state)
+    monkeypatch.setenv('PATH', bin_dir + os.pathsep + os.environ.get('PATH', ''))
+    return wrapper, state
+
+
+@pytest.fixture
+def vbox_standin(monkeypatch):
+    """``vbox_standin(directory) -> (wrapper_path, state_path)``, see install_vbox_standin."""
+    return lambda directory: install_vbox_standin(directory, monkeypatch)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import sys
 
 import pytest
 
@@ -23,7 +21,6 @@ HERE = os.path.dirname(__file__)
 NODE = os.path.join(HERE, 'node.xml')
 URI = 'test://' + NODE
 ODD = u'odd "q" \u00fc $x;& *[1]'
-STANDIN = os.path.abspath(os.path.join(HERE, '..', '..', '..', 'vbox', 'VBoxManage'))
 PAGE = os.sysconf('SC_PAGE_SIZE')
 
 # /sys/kernel/mm/ksm of the 6.18 development kernel while two guests are merged.
@@ -337,23 +334,17 @@ UUID_C = '5d3ec6c7-0a1b-4c2d-8e3f-000000000003'
 
 
 @pytest.fixture
-def vbox(host, monkeypatch):
+def vbox(host, monkeypatch, vbox_standin):
     """Puts the stand-in on the PATH (run by this interpreter) and returns a writer of its state file."""
-    bin_dir = host / 'vbox-bin'
-    bin_dir.mkdir()
-    wrapper = bin_dir / 'VBoxManage'
-    wrapper.write_text('#!/bin/sh\nexec %s "$@"\n' % shlex.join([sys.executable, STANDIN]))
-    wrapper.chmod(0o755)
-    state = host / 'vbox-state.json'
-    monkeypatch.setenv('PF_VBOX_STATE', str(state))
-    monkeypatch.setenv('PATH', str(bin_dir))
+    state = vbox_standin(host)[1]
     monkeypatch.setattr(fusion_facts, 'VBOX_SETTLE_SECONDS', 0.2)
     monkeypatch.setattr(fusion_facts, 'VBOX_SETTLE_POLL', 0.05)
 
     def write(vms, **extra):
         data = {'version': '7.1.12r169651', 'vms': vms}
         data.update(extra)
-        state.write_text(json.dumps(data))
+        with open(state, 'w') as handle:
+            json.dump(data, handle)
     return write
 
 

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import sys
 
 import pytest
 
 from ansible_collections.pagefusion.core.plugins.modules import host_info
 
-STANDIN = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', 'vbox', 'VBoxManage'))
 NODE = os.path.join(os.path.dirname(__file__), 'node.xml')
 URI = 'test://' + NODE
 NO_URI = 'test:///nonexistent/node.xml'
@@ -36,16 +33,9 @@ VBOX_VMS = [
 
 
 @pytest.fixture
-def vbox(tmp_path, monkeypatch):
+def vbox(tmp_path, vbox_standin):
     """The stand-in on PATH as ``VBoxManage`` with VBOX_VMS on VirtualBox 7.1; returns a state writer."""
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    wrapper = bin_dir / 'VBoxManage'
-    wrapper.write_text('#!/bin/sh\nexec %s "$@"\n' % shlex.join([sys.executable, STANDIN]))
-    wrapper.chmod(0o755)
-    state = str(tmp_path / 'vbox-state.json')
-    monkeypatch.setenv('PF_VBOX_STATE', state)
-    monkeypatch.setenv('PATH', str(bin_dir) + os.pathsep + os.environ.get('PATH', ''))
+    wrapper, state = vbox_standin(tmp_path)
 
     def write(version=V71, vms=None):
         with open(state, 'w', encoding='utf-8') as handle:

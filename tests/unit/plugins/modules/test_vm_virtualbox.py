@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 
 import pytest
 
 from ansible_collections.pagefusion.core.plugins.module_utils import _backends, _vbox
 from ansible_collections.pagefusion.core.plugins.modules import vm
 
-STANDIN = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', 'vbox', 'VBoxManage'))
 NODE = os.path.join(os.path.dirname(__file__), 'node.xml')
 
 V61 = '6.1.50_Debianr161033'
@@ -78,16 +76,10 @@ class StandIn(object):
 
 
 @pytest.fixture
-def standin(tmp_path, monkeypatch):
+def standin(tmp_path, vbox_standin):
     """The stand-in on PATH as ``VBoxManage``, run by this interpreter, with a fresh state file."""
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    wrapper = bin_dir / 'VBoxManage'
-    wrapper.write_text('#!/bin/sh\nexec %s "$@"\n' % shlex.join([sys.executable, STANDIN]))
-    wrapper.chmod(0o755)
-    monkeypatch.setenv('PF_VBOX_STATE', str(tmp_path / 'vbox-state.json'))
-    monkeypatch.setenv('PATH', str(bin_dir) + os.pathsep + os.environ.get('PATH', ''))
-    state = StandIn(str(tmp_path / 'vbox-state.json'), str(bin_dir))
+    wrapper, state_path = vbox_standin(tmp_path)
+    state = StandIn(state_path, os.path.dirname(wrapper))
     state.write()
     return state
 
