@@ -48,7 +48,9 @@ except ImportError:
     libvirt_qemu = None
 
 DEFAULT_URI = 'qemu:///system'
-TENANT_NS = 'https://pagefusion.invalid/xmlns/libvirt/domain/1.0'
+# Namespace of pagefusion.core's own domain metadata, e.g. the tenant label:
+#   virsh metadata DOMAIN --uri urn:pagefusion:core:1 --key pagefusion --set "<tenant name='acme'/>"
+TENANT_NS = 'urn:pagefusion:core:1'
 
 # virDomainState values (include/libvirt/libvirt-domain.h), named as virsh prints them.
 STATE_NAMES = {
