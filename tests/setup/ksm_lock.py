@@ -1,0 +1,79 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The machine-wide KSM test lock (/tmp/pagefusion-ksm.lock), re-entrant across processes.
+
+Tests that drive the real KSM take ``flock /tmp/pagefusion-ksm.lock``. A caller may already hold
+it around a whole run (``flock /tmp/pagefusion-ksm.lock ./dev integration ...``): taking it again
+from a child would wait forever, so :func:`acquire` first checks /proc/locks for a holder among
+this process's ancestors. ``python3 ksm_lock.py --ancestor-holds [PATH]`` exits 0 when one does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+
+LOCK_PATH = '/tmp/pagefusion-ksm.lock'
+
+
+def _ancestors():
+    pid = os.getpid()
+    seen = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            with open('/proc/%d/stat' % pid) as handle:
+                pid = int(handle.read().rsplit(')', 1)[1].split()[1])
+        except (IOError, OSError, ValueError, IndexError):
+            break
+    return seen
+
+
+def ancestor_holds(path=LOCK_PATH):
+    """True when a process among our ancestors holds a flock on ``path``."""
+    try:
+        st = os.stat(path)
+        with open('/proc/locks') as handle:
+            lines = handle.read().splitlines()
+    except (IOError, OSError):
+        return False
+    ancestors = _ancestors()
+    for line in lines:
+        fields = line.split()
+        if 'FLOCK' not in fields:
+            continue
+        try:
+            index = fields.index('FLOCK')
+            pid = int(fields[index + 3])
+            dev_inode = fields[index + 4].split(':')
+            inode = int(dev_inode[2])
+        except (ValueError, IndexError):
+            continue
+        if inode == st.st_ino and pid in ancestors:
+            return True
+    return False
+
+
+def acquire(path=LOCK_PATH):
+    """Take the lock (blocking) unless an ancestor already holds it. Returns the open file, or None."""
+    handle = open(path, 'a')
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return handle
+    except (IOError, OSError):
+        pass
+    if ancestor_holds(path):
+        handle.close()
+        return None
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+if __name__ == '__main__':
+    if len(sys.argv) >= 2 and sys.argv[1] == '--ancestor-holds':
+        sys.exit(0 if ancestor_holds(sys.argv[2] if len(sys.argv) > 2 else LOCK_PATH) else 1)
+    sys.stderr.write('usage: ksm_lock.py --ancestor-holds [PATH]\n')
+    sys.exit(2)
