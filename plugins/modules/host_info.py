@@ -42,8 +42,12 @@ options:
         example when C(VBoxManage) is not on the PATH). A VirtualBox release that cannot switch page fusion
         (7.2) is reported as unsupported, not failed.
 notes:
-  - The VirtualBox guest OS comes from the VM's settings; the libvirt guest OS from the libosinfo metadata
-    that virt-install and virt-manager write, when it exists.
+  - The VirtualBox guest OS comes from the VM's settings. The libvirt guest OS comes from the QEMU guest agent
+    when the running guest has one that answers (C(guest-get-osinfo), asked only when libvirt reports the agent
+    connected, so a missing agent costs nothing), else from the libosinfo metadata that virt-install and
+    virt-manager write, else it is reported as unknown (null), never guessed. RV(vms[].os_source) says which.
+  - The P(pagefusion.core.guest_agent#role) role installs the agent in Linux guests;
+    P(pagefusion.core.vm#module) adds the agent channel (O(pagefusion.core.vm#module:guest_agent_channel=true)).
   - VirtualBox is read with C(VBoxManage list vms) and C(VBoxManage showvminfo --machinereadable), under the
     C locale; the VMs of the user the module runs as are reported.
 seealso:
@@ -186,8 +190,28 @@ vms:
       description: Page fusion of the running instance; null when the VM is off.
       type: str
     os_id:
-      description: Guest OS identifier (libosinfo id or VirtualBox OS type id), null when unknown.
+      description:
+        - Guest OS identifier, null when unknown.
+        - With RV(vms[].os_source=agent) the agent's OS id (the guest's C(/etc/os-release) C(ID) such as V(debian),
+          or V(mswindows)); with V(libosinfo) the libosinfo id (V(http://microsoft.com/win/10)); with V(settings)
+          the VirtualBox OS type id (V(Windows10_64)).
       type: str
+    os_source:
+      description:
+        - Where RV(vms[].os_id) comes from, V(agent) (the QEMU guest agent of a running libvirt guest),
+          V(libosinfo) (the libvirt domain's libosinfo metadata), V(settings) (the VirtualBox VM's OS type), or null
+          when the guest OS is unknown.
+        - libvirt eligibility does not depend on the guest OS (KSM merges any guest's RAM); the source is reported
+          so that operators can see how far to trust RV(vms[].os_id).
+      type: str
+    os_name:
+      description: The guest OS's pretty name as the guest agent reports it; null unless RV(vms[].os_source=agent).
+      type: str
+      sample: Debian GNU/Linux 12 (bookworm)
+    guest_agent_channel:
+      description: libvirt only. Whether the persistent definition has the QEMU guest agent channel.
+      type: bool
+      returned: for libvirt VMs
     eligible:
       description: Whether page fusion would work for this VM on this host.
       type: bool
@@ -243,10 +267,19 @@ def ksm_facts():
     return {'present': True, 'running': knobs.get('run') == 1, 'knobs': knobs}
 
 
+def guest_os(backend, vm):
+    """``(os_id, os_source, os_name)``: libvirt asks the guest agent first, then libosinfo; never guesses."""
+    if backend.name == 'libvirt':
+        return _libvirt.guest_os(backend.agent_os_info(vm), vm.os_id)
+    return vm.os_id, ('settings' if vm.os_id else None), None
+
+
 def vm_entry(backend, vm, host_ok, host_reasons):
     eligible, reasons = backend.eligibility(vm)
     entry = vm.summary()
-    entry.update({'os_id': vm.os_id, 'eligible': host_ok and eligible, 'reasons': list(host_reasons) + reasons})
+    os_id, os_source, os_name = guest_os(backend, vm)
+    entry.update({'os_id': os_id, 'os_source': os_source, 'os_name': os_name, 'eligible': host_ok and eligible,
+                  'reasons': list(host_reasons) + reasons})
     return entry
 
 

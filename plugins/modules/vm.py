@@ -29,6 +29,10 @@ description:
     plan as a real run, so they predict exactly what a real run does.
   - Sharing memory between VMs opens side channels between them (Flush+Reload, memory deduplication attacks).
     Only enable page fusion between VMs that trust each other.
+  - "B(libvirt) also manages the QEMU guest agent's channel (O(guest_agent_channel)), with which the host can ask
+    the guest for its OS (P(pagefusion.core.host_info#module) then reports it). It is part of the same persistent
+    definition, so it follows the same rules as page fusion: changed only while the VM is shut off, O(when_running)
+    for running VMs, the same check and diff mode."
 author:
   - pagefusion.core maintainers (@pagefusion)
 extends_documentation_fragment:
@@ -58,9 +62,19 @@ options:
   state:
     description:
       - V(enabled) lets the VM's memory be shared with other VMs; V(disabled) keeps it private.
+      - When omitted, page fusion is left as it is. At least one of O(state) and O(guest_agent_channel) is required.
     type: str
-    required: true
     choices: [enabled, disabled]
+  guest_agent_channel:
+    description:
+      - libvirt only. V(true) adds the QEMU guest agent's channel to the persistent definition,
+        C(<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>) (libvirt picks the
+        socket path and adds the virtio-serial controller); V(false) removes every such channel.
+      - When omitted (null), the channel is left as it is.
+      - The agent inside the guest is installed by the P(pagefusion.core.guest_agent#role) role.
+      - Like page fusion, it is changed only while the VM is shut off; see O(when_running). The VirtualBox backend
+        has no such channel and refuses this option.
+    type: bool
   when_running:
     description:
       - What to do with a VM that is not shut off and needs a change.
@@ -126,6 +140,11 @@ EXAMPLES = r'''
 - name: Show which VMs still need a restart
   ansible.builtin.debug:
     msg: "{{ fusion.vms | selectattr('restart_required') | map(attribute='name') | list }}"
+
+- name: Give a shut-off libvirt VM the QEMU guest agent channel, leaving page fusion as it is
+  pagefusion.core.vm:
+    name: debian-12-web
+    guest_agent_channel: true
 
 - name: A VirtualBox host
   pagefusion.core.vm:
@@ -197,6 +216,19 @@ vms:
     applied:
       description: Whether the actions were carried out (false in check mode).
       type: bool
+    guest_agent_channel:
+      description: Whether the persistent definition has the QEMU guest agent channel after the run (predicted in
+        check mode). libvirt only.
+      type: bool
+      returned: when the backend is libvirt
+    guest_agent_channel_before:
+      description: Whether the definition had the guest agent channel before the run.
+      type: bool
+      returned: when O(guest_agent_channel) is set
+    guest_agent_channel_after:
+      description: Whether the definition has the guest agent channel after the run (predicted in check mode).
+      type: bool
+      returned: when O(guest_agent_channel) is set
     unsupported:
       description:
         - Why the host cannot switch page fusion (VirtualBox 7.2, a 32-bit or macOS host); only set then.
@@ -235,6 +267,8 @@ from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
 )
 
 MAX_NAMES_IN_ERROR = 20
+# Definition settings besides page fusion, by option name (see _fusion.plan_vm).
+SETTINGS = ('guest_agent_channel',)
 NOTHING_CHANGED = 'Nothing was changed.'
 
 
@@ -254,7 +288,12 @@ def normalize_names(module, names):
 
 def run_module(module, backend):
     params = module.params
-    want = params['state'] == 'enabled'
+    want = None if params['state'] is None else params['state'] == 'enabled'
+    settings = dict((key, params[key]) for key in SETTINGS if params[key] is not None)
+    unsupported_settings = sorted(set(settings) - set(getattr(backend, 'supported_settings', ())))
+    if unsupported_settings:
+        module.fail_json(msg='%s: the %s backend has no such setting (the QEMU guest agent channel is libvirt only). '
+                             'Nothing was changed.' % (', '.join(unsupported_settings), backend.name))
     vms = backend.list_vms()
     selected, missing = select_vms(vms, names=params['name'], pattern=params['pattern'])
     if missing:
@@ -269,7 +308,8 @@ def run_module(module, backend):
     if params['pattern'] is not None and not selected:
         module.warn("pattern %r matches no VM on the %s backend; nothing to do." % (params['pattern'], backend.name))
 
-    plans = [plan_vm(vm, want, params['when_running'], can_defer=backend.can_defer) for vm in selected]
+    plans = [plan_vm(vm, want, params['when_running'], can_defer=backend.can_defer, settings=settings)
+             for vm in selected]
     # A host that cannot switch page fusion at all (VirtualBox 7.2, 32-bit or macOS hosts) is reported, not
     # failed. It wins over a VM's own blocker (running, saved): shutting that VM down would not help.
     unsupported = backend.unsupported_reason()
@@ -290,6 +330,7 @@ def run_module(module, backend):
     before = {}
     for plan in plans:
         before[plan.vm.name] = {'page_fusion': state_word(plan.vm.fusion), 'power_state': plan.vm.power_state}
+        before[plan.vm.name].update(plan.settings_before)
         if want and plan.before != want and not plan.unsupported:
             eligible, reasons = backend.eligibility(plan.vm)
             if not eligible:
@@ -313,8 +354,12 @@ def run_module(module, backend):
                 # start may leave it switched but off.
                 entry = result_for(plan, actions, False)
                 entry['page_fusion'] = entry['page_fusion_after'] = state_word(plan.vm.fusion)
+                for key in plan.settings_before:
+                    entry[key] = entry['%s_after' % key] = plan.vm.settings.get(key)
                 entry['changed'] = (plan.vm.fusion != plan.before
-                                    or plan.vm.power_state != before[plan.vm.name]['power_state'])
+                                    or plan.vm.power_state != before[plan.vm.name]['power_state']
+                                    or any(plan.vm.settings.get(key) != value
+                                           for key, value in plan.settings_before.items()))
                 results.append(entry)
                 module.fail_json(msg=str(exc), vms=results, actions=all_actions + actions,
                                  changed=any(r['changed'] and r['applied'] for r in results[:-1]) or entry['changed'])
@@ -326,6 +371,7 @@ def run_module(module, backend):
         # In check mode the record still holds the old setting: report the predicted one.
         entry['page_fusion'] = entry['page_fusion_after']
         after[entry['name']] = {'page_fusion': entry['page_fusion_after'], 'power_state': entry['power_state']}
+        after[entry['name']].update(dict((key, entry['%s_after' % key]) for key in settings))
         if entry.get('unsupported'):
             left_alone.setdefault(entry['unsupported'], []).append(entry['name'])
     for reason, names in left_alone.items():
@@ -350,7 +396,8 @@ def main():
     argument_spec = dict(
         name=dict(type='raw', aliases=['names']),
         pattern=dict(type='str'),
-        state=dict(type='str', required=True, choices=['enabled', 'disabled']),
+        state=dict(type='str', choices=['enabled', 'disabled']),
+        guest_agent_channel=dict(type='bool'),
         when_running=dict(type='str', default='fail', choices=list(WHEN_RUNNING_CHOICES)),
         shutdown_timeout=dict(type='int', default=120),
         force_off=dict(type='bool', default=False),
@@ -359,7 +406,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=[('name', 'pattern')],
-        required_one_of=[('name', 'pattern')],
+        required_one_of=[('name', 'pattern'), ('state', 'guest_agent_channel')],
         supports_check_mode=True,
     )
     if module.params['shutdown_timeout'] < 1:
