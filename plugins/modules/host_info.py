@@ -136,6 +136,8 @@ backends:
         hypervisor_version: 7.2.0
         eligible: true
         reasons: []
+        cross_tenant_sharing: false
+        sharing_tenants: {"acme": ["web-01", "web-02"]}
     virtualbox:
       description:
         - The VirtualBox backend.
@@ -160,6 +162,13 @@ backends:
         error: null
 eligible:
   description: Whether at least one backend on this host can use page fusion.
+  returned: always
+  type: bool
+cross_tenant_sharing:
+  description:
+    - Whether VMs with different tenant labels already have page fusion enabled side by side on this host, on
+      any backend; each backend entry says which (C(cross_tenant_sharing), C(sharing_tenants) - tenant label to
+      the names of its VMs open to sharing). Such hosts need attention. See the O(pagefusion.core.vm#module:allow_cross_tenant) option.
   returned: always
   type: bool
 vms:
@@ -219,6 +228,9 @@ vms:
       description: Why not, when it is not eligible.
       type: list
       elements: str
+    tenant:
+      description: The VM's tenant label, null when it has none.
+      type: str
 '''
 
 import os
@@ -235,6 +247,7 @@ from ansible_collections.pagefusion.core.plugins.module_utils._eligibility impor
 )
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmError, KsmSysfs
+from ansible_collections.pagefusion.core.plugins.module_utils._tenancy import cross_tenant_report
 from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt
 from ansible_collections.pagefusion.core.plugins.module_utils import _vbox
 
@@ -279,12 +292,13 @@ def vm_entry(backend, vm, host_ok, host_reasons):
     entry = vm.summary()
     os_id, os_source, os_name = guest_os(backend, vm)
     entry.update({'os_id': os_id, 'os_source': os_source, 'os_name': os_name, 'eligible': host_ok and eligible,
-                  'reasons': list(host_reasons) + reasons})
+                  'reasons': list(host_reasons) + reasons, 'tenant': vm.tenant})
     return entry
 
 
 def libvirt_report(module, host, ksm, strict):
     report = {'available': _libvirt.HAS_LIBVIRT, 'uri': module.params['uri'], 'reachable': False, 'error': None}
+    report.update(cross_tenant_report([]))
     host_ok, host_reasons = ksm_host_eligibility(host['system'], ksm['present'])
     vms = []
     if not _libvirt.HAS_LIBVIRT:
@@ -298,7 +312,9 @@ def libvirt_report(module, host, ksm, strict):
             try:
                 report.update(backend.versions())
                 report['reachable'] = True
-                vms = [vm_entry(backend, vm, host_ok, host_reasons) for vm in backend.list_vms()]
+                records = backend.list_vms()
+                vms = [vm_entry(backend, vm, host_ok, host_reasons) for vm in records]
+                report.update(cross_tenant_report(records))
             except FusionError as exc:
                 report['error'] = str(exc)
             finally:
@@ -321,6 +337,7 @@ def virtualbox_report(module, host, strict):
     probe = _vbox.probe(module)
     report = {'present': probe['present'], 'available': False, 'path': probe['path'], 'version': probe['version'],
               'version_full': probe['version_full'], 'supported': False, 'error': probe.get('reason')}
+    report.update(cross_tenant_report([]))
     host_ok, reasons = vbox_host_eligibility(host['machine'], host['system'])
     vms = []
     if not report['error']:
@@ -328,9 +345,10 @@ def virtualbox_report(module, host, strict):
         if not report['supported']:
             reasons.append(why)
         try:
-            backend = _vbox.VirtualBoxBackend(module, host_machine=host['machine'], host_system=host['system'],
-                                              read_tenant=False)
-            vms = [vm_entry(backend, vm, host_ok and report['supported'], reasons) for vm in backend.list_vms()]
+            backend = _vbox.VirtualBoxBackend(module, host_machine=host['machine'], host_system=host['system'])
+            records = backend.list_vms()
+            vms = [vm_entry(backend, vm, host_ok and report['supported'], reasons) for vm in records]
+            report.update(cross_tenant_report(records))
         except FusionError as exc:
             report['error'] = str(exc)
         else:
@@ -357,6 +375,7 @@ def main():
         backends['virtualbox'], found = virtualbox_report(module, host, strict=wanted == 'virtualbox')
         vms.extend(found)
     module.exit_json(changed=False, host=host, ksm=ksm, backends=backends, vms=vms,
+                     cross_tenant_sharing=any(b['cross_tenant_sharing'] for b in backends.values()),
                      eligible=any(b['eligible'] for b in backends.values()))
 
 

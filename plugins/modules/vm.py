@@ -103,6 +103,19 @@ options:
         O(shutdown_timeout). The guest loses what it had not written to disk.
     type: bool
     default: false
+  allow_cross_tenant:
+    description:
+      - A VM may carry a tenant label (libvirt - C(<tenant name="..."/>) in the domain metadata namespace
+        C(urn:pagefusion:core:1); VirtualBox - the extradata key C(pagefusion/tenant)).
+      - By default the module refuses to enable page fusion on a labelled VM when a VM with another label on
+        the same host has page fusion enabled (in its definition or in its running instance), and the other way
+        round; enabling VMs of two tenants in one call is refused too. Nothing is changed then.
+      - Set V(true) only when those tenants trust each other. Shared pages are a side channel between the VMs
+        that share them.
+      - VMs without a label are not counted as another tenant; enabling a labelled VM next to them gives a
+        warning.
+    type: bool
+    default: false
 notes:
   - VMs are handled one after the other. To restart many running VMs with a bound on how many are down at once,
     use the P(pagefusion.core.page_fusion#role) role.
@@ -265,6 +278,7 @@ from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
     select_vms,
     state_word,
 )
+from ansible_collections.pagefusion.core.plugins.module_utils._tenancy import check_plans
 
 MAX_NAMES_IN_ERROR = 20
 # Definition settings besides page fusion, by option name (see _fusion.plan_vm).
@@ -318,6 +332,11 @@ def run_module(module, backend):
             if plan.changes or plan.error:
                 plan.unsupported, plan.error = unsupported, None
     errors = [plan.error for plan in plans if plan.error]
+    if not errors and not params['allow_cross_tenant']:
+        tenant_errors, tenant_warnings = check_plans(vms, plans)
+        errors.extend(tenant_errors)
+        for warning in tenant_warnings:
+            module.warn(warning)
     if errors:
         refused = [result_for(plan, [], False) for plan in plans]
         for entry in refused:
@@ -401,6 +420,7 @@ def main():
         when_running=dict(type='str', default='fail', choices=list(WHEN_RUNNING_CHOICES)),
         shutdown_timeout=dict(type='int', default=120),
         force_off=dict(type='bool', default=False),
+        allow_cross_tenant=dict(type='bool', default=False),
     )
     argument_spec.update(BACKEND_ARGS)
     module = AnsibleModule(

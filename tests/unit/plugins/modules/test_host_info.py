@@ -70,6 +70,7 @@ def test_virtualbox_host_and_vms(vbox, linux_x86_64, run_module):
     assert report == {
         'present': True, 'available': True, 'path': vbox(), 'version': '7.1.12', 'version_full': V71,
         'supported': True, 'eligible': True, 'reasons': [], 'error': None,
+        'cross_tenant_sharing': False, 'sharing_tenants': {},
     }
     assert result['eligible'] is True
     vms = vms_by_name(result, 'virtualbox')
@@ -209,3 +210,16 @@ def test_libvirt_explicit_unreachable_fails(run_module):
     result, failed = run_module(host_info.main, dict(backend='libvirt', uri=NO_URI))
     assert failed
     assert "Cannot connect to libvirt at URI '%s'" % NO_URI in result['msg']
+
+
+def test_tenant_labels_are_reported(run_module):
+    pytest.importorskip('libvirt')
+    node = os.path.join(os.path.dirname(__file__), 'tenants-node.xml')
+    result, failed = run_module(host_info.main, dict(backend='libvirt', uri='test://' + node))
+    assert not failed
+    report = result['backends']['libvirt']
+    # Only bolt-1 has page fusion enabled: one tenant open to sharing, no cross-tenant sharing yet.
+    assert report['sharing_tenants'] == {'bolt': ['bolt-1']}
+    assert report['cross_tenant_sharing'] is False and result['cross_tenant_sharing'] is False
+    assert dict((vm['name'], vm['tenant']) for vm in result['vms']) == {
+        'acme-1': 'acme', 'acme-2': 'acme', 'bolt-1': 'bolt', 'bolt-2': 'bolt'}

@@ -140,3 +140,29 @@ def test_bad_name_values(run_module):
     assert failed and 'empty list' in result['msg']
     result, failed = run_module(vm.main, dict(uri=URI, name=[{'a': 1}], state='enabled'))
     assert failed and 'name must be a VM name' in result['msg']
+
+
+TENANT_NODE = os.path.join(os.path.dirname(__file__), 'tenants-node.xml')
+TENANT_URI = 'test://' + TENANT_NODE
+
+
+def test_cross_tenant_enable_is_refused_and_nothing_changes(run_module):
+    # bolt-1 already shares; acme-1 and acme-2 would join it.
+    result, failed = run_module(vm.main, dict(uri=TENANT_URI, name=['acme-1', 'acme-2'], state='enabled'))
+    assert failed
+    assert "VM 'acme-1' (tenant 'acme') would let it share memory pages with VMs of other tenants" in result['msg']
+    assert "tenant 'bolt': 'bolt-1'" in result['msg']
+    assert 'Nothing was changed' in result['msg']
+    assert all(entry['changed'] is False for entry in result['vms'])
+
+
+def test_cross_tenant_enable_with_allow(run_module):
+    result, failed = run_module(vm.main, dict(uri=TENANT_URI, name=['acme-1'], state='enabled', allow_cross_tenant=True))
+    assert not failed and result['changed']
+
+
+def test_same_tenant_and_disabling_are_not_refused(run_module):
+    result, failed = run_module(vm.main, dict(uri=TENANT_URI, name=['bolt-2'], state='enabled'))
+    assert not failed and result['changed']
+    result, failed = run_module(vm.main, dict(uri=TENANT_URI, name=['bolt-1'], state='disabled'))
+    assert not failed and result['changed']
