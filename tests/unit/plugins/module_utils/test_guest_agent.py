@@ -30,10 +30,8 @@ NO_AGENT = {'guest_agent_channel': False}
 
 
 @pytest.fixture
-def backend():
-    backend = _libvirt.LibvirtBackend('test://' + os.path.abspath(NODE))
-    yield backend
-    backend.close()
+def backend(test_driver_backend):
+    return test_driver_backend(NODE)
 
 
 def vms_by_name(backend):

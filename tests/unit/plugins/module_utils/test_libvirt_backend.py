@@ -23,10 +23,8 @@ NODE = os.path.join(os.path.dirname(__file__), '..', 'modules', 'node.xml')
 
 
 @pytest.fixture
-def backend():
-    backend = _libvirt.LibvirtBackend('test://' + os.path.abspath(NODE))
-    yield backend
-    backend.close()
+def backend(test_driver_backend):
+    return test_driver_backend(NODE)
 
 
 def vms_by_name(backend):
@@ -104,25 +102,27 @@ class _StubbornDomain(object):
         return getattr(self._dom, name)
 
 
-def test_shutdown_timeout_leaves_vm_running_and_unchanged(backend):
+@pytest.fixture
+def stubborn_vm(backend):
+    """running-private, ignoring the power button, on a backend whose clock only moves when it sleeps."""
     clock = [0.0]
     backend._clock = lambda: clock[0]
     backend._sleep = lambda seconds: clock.__setitem__(0, clock[0] + seconds)
     vm = vms_by_name(backend)['running-private']
     vm.details['dom'] = _StubbornDomain(vm.details['dom'])
+    return vm
+
+
+def test_shutdown_timeout_leaves_vm_running_and_unchanged(backend, stubborn_vm):
+    vm = stubborn_vm
     with pytest.raises(FusionError, match='did not shut down within shutdown_timeout=3 s; it is still running and unchanged'):
         apply_plan(backend, plan_vm(vm, True, 'restart'), 3, False)
     again = vms_by_name(backend)['running-private']
     assert again.power_state == 'running' and again.fusion is False
 
 
-def test_shutdown_timeout_with_force_off(backend):
-    clock = [0.0]
-    backend._clock = lambda: clock[0]
-    backend._sleep = lambda seconds: clock.__setitem__(0, clock[0] + seconds)
-    vm = vms_by_name(backend)['running-private']
-    vm.details['dom'] = _StubbornDomain(vm.details['dom'])
-    apply_plan(backend, plan_vm(vm, True, 'restart'), 3, True)
+def test_shutdown_timeout_with_force_off(backend, stubborn_vm):
+    apply_plan(backend, plan_vm(stubborn_vm, True, 'restart'), 3, True)
     again = vms_by_name(backend)['running-private']
     assert again.power_state == 'running' and again.fusion is True and again.fusion_live is True
 
