@@ -25,7 +25,7 @@ description:
   - KSM is global to the host. Sharing memory between virtual machines of different, mutually
     untrusted tenants opens side channels; enable KSM (O(run=1)) only where that is acceptable.
 author:
-  - pagefusion.core contributors (@pagefusion)
+  - pagefusion.core maintainers (@pagefusion)
 attributes:
   check_mode:
     support: full
