@@ -754,7 +754,11 @@ class VirtualBoxBackend(object):
     # -- metrics --------------------------------------------------------------------------------
 
     def setup_metrics(self, obj, metrics, period=1, samples=1):
-        """``metrics setup``: nothing is collected before it; VM data exists only while the VM runs."""
+        """``metrics setup``: nothing is collected before it; VM data exists only while the VM runs.
+
+        Pass base metric names (``RAM/VMM``, ``Guest/RAM/Usage``): VirtualBox matches setup filters against
+        base metrics only and silently ignores sub-metric names such as ``RAM/VMM/Shared``.
+        """
         self.runner.run(['metrics', 'setup', '--period', period, '--samples', samples, obj, ','.join(metrics)])
 
     def query_metrics(self, obj, metrics):

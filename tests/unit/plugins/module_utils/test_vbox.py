@@ -747,7 +747,10 @@ def test_metrics(standin):
                   host_metrics={'RAM/VMM/Shared': 4096})
     backend = standin.backend()
     assert backend.query_metrics('host', ['RAM/VMM/Shared']) == []
+    # Like VirtualBox, a setup that names sub-metrics collects nothing; base metric names are needed.
     backend.setup_metrics('*', ['RAM/VMM/Shared', 'Guest/RAM/Usage/Shared'])
+    assert backend.query_metrics('host', ['RAM/VMM/Shared']) == []
+    backend.setup_metrics('*', ['RAM/VMM', 'Guest/RAM/Usage'])
     rows = backend.query_metrics('*', ['RAM/VMM/Shared', 'Guest/RAM/Usage/Shared'])
     assert _vbox.metric_value(rows, 'host', 'RAM/VMM/Shared') == 4096
     assert _vbox.metric_value(rows, 'win 10', 'Guest/RAM/Usage/Shared') == 2048
