@@ -108,6 +108,15 @@ class Plan(object):
     def changes(self):
         return bool(self.steps)
 
+    @property
+    def fusion_after(self):
+        """Page fusion in the definition once the plan has run (unchanged when the host is unsupported)."""
+        if not self.unsupported:
+            for step, arg in self.steps:
+                if step == STEP_SET_FUSION:
+                    return arg
+        return self.before
+
 
 def state_word(enabled):
     return 'enabled' if enabled else 'disabled'
@@ -251,12 +260,10 @@ def apply_plan(backend, plan, shutdown_timeout, force_off):
 def result_for(plan, actions, done):
     """The per-VM result entry (``vms`` list in the module result)."""
     vm = plan.vm
-    sets_fusion = any(step == STEP_SET_FUSION for step, _arg in plan.steps)
-    after = plan.want if (sets_fusion and not plan.unsupported) else plan.before
     entry = vm.summary()
     entry.update({
         'page_fusion_before': state_word(plan.before),
-        'page_fusion_after': state_word(after),
+        'page_fusion_after': state_word(plan.fusion_after),
         'changed': plan.changes and not plan.unsupported,
         'restart_required': plan.restart_required,
         'actions': actions,

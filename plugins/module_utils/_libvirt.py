@@ -436,38 +436,41 @@ class LibvirtBackend(object):
 
     # -- changing -------------------------------------------------------------------------------
 
-    def set_fusion(self, vm, enabled):
-        root = vm.details['root']
-        set_nosharepages(root, not enabled)
-        try:
-            self.conn.defineXML(domain_xml_text(root))
-            reread = parse_domain_xml(vm.details['dom'].XMLDesc(XML_INACTIVE))
-        except libvirt.libvirtError as exc:
-            raise FusionError("libvirt refused the new definition of VM '%s' at '%s': %s. The VM is unchanged."
-                              % (vm.name, self.uri, _err(exc)))
-        # A silently ignored re-define is a known libvirt pitfall: prove the change is there.
-        if has_nosharepages(reread) == enabled:
-            raise FusionError("libvirt accepted the new definition of VM '%s' but does not keep <nosharepages/> "
-                              "as asked; page fusion is still %s." % (vm.name, 'disabled' if enabled else 'enabled'))
-        vm.details['root'] = reread
-        vm.fusion = enabled
+    def _redefine(self, vm, edit, not_kept):
+        """Edit the persistent definition, define it, read it back and prove the edit held.
 
-    def set_definition(self, vm, changes):
-        """Apply other definition settings (see _fusion.plan_vm) to the persistent definition."""
+        ``edit(root)`` changes the parsed definition; ``not_kept(reread)`` says what libvirt did not keep
+        (None when all is there). The read-back copy (with secrets, XML_SECURE) is what later edits start from.
+        """
         root = vm.details['root']
-        apply_settings(root, changes)
+        edit(root)
         try:
             self.conn.defineXML(domain_xml_text(root))
             reread = parse_domain_xml(vm.details['dom'].XMLDesc(XML_INACTIVE | XML_SECURE))
         except libvirt.libvirtError as exc:
             raise FusionError("libvirt refused the new definition of VM '%s' at '%s': %s. The VM is unchanged."
                               % (vm.name, self.uri, _err(exc)))
-        now = definition_settings(reread)
-        wrong = sorted(key for key, value in changes.items() if now.get(key) != value)
-        if wrong:
-            raise FusionError("libvirt accepted the new definition of VM '%s' but does not keep %s as asked."
-                              % (vm.name, ', '.join(wrong)))
+        # A silently ignored re-define is a known libvirt pitfall.
+        problem = not_kept(reread)
+        if problem:
+            raise FusionError("libvirt accepted the new definition of VM '%s' but %s" % (vm.name, problem))
         vm.details['root'] = reread
+
+    def set_fusion(self, vm, enabled):
+        self._redefine(
+            vm, lambda root: set_nosharepages(root, not enabled),
+            lambda reread: ("does not keep <nosharepages/> as asked; page fusion is still %s."
+                            % ('disabled' if enabled else 'enabled')) if has_nosharepages(reread) == enabled else None)
+        vm.fusion = enabled
+
+    def set_definition(self, vm, changes):
+        """Apply other definition settings (see _fusion.plan_vm) to the persistent definition."""
+        def not_kept(reread):
+            now = definition_settings(reread)
+            wrong = sorted(key for key, value in changes.items() if now.get(key) != value)
+            return 'does not keep %s as asked.' % ', '.join(wrong) if wrong else None
+
+        self._redefine(vm, lambda root: apply_settings(root, changes), not_kept)
         vm.settings.update(changes)
 
     # -- the guest agent ------------------------------------------------------------------------

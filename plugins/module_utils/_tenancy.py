@@ -16,20 +16,8 @@ counted as a conflict, but enabling a labelled VM next to them earns a warning.
 
 from __future__ import annotations
 
-from ansible_collections.pagefusion.core.plugins.module_utils._fusion import STEP_SET_FUSION
-
 SIDE_CHANNEL_NOTE = ('Shared pages between tenants are a side channel (Flush+Reload, memory deduplication attacks). '
                      'Set allow_cross_tenant=true only if these tenants trust each other.')
-
-
-def _fusion_after(plan):
-    """The definition's page fusion after the plan runs."""
-    if plan.unsupported:
-        return plan.before
-    for step, arg in plan.steps:
-        if step == STEP_SET_FUSION:
-            return arg
-    return plan.vm.fusion
 
 
 def open_to_sharing(vm, fusion_after=None):
@@ -62,7 +50,7 @@ def check_plans(vms, plans):
     Returns ``(errors, warnings)``; each error names the VM, both tenants and the other tenant's VMs.
     Changes within one call count together: enabling VMs of two tenants at once is refused too.
     """
-    after = dict((plan.vm.name, _fusion_after(plan)) for plan in plans)
+    after = dict((plan.vm.name, plan.fusion_after) for plan in plans)
     tenants = sharing_tenants(vms, after)
     unlabelled = sorted(vm.name for vm in vms if not vm.tenant and open_to_sharing(vm, after.get(vm.name)))
     errors, warnings = [], []
