@@ -14,6 +14,12 @@ optionally keeps rewriting its volatile part. Page classes (fractions of G, BENC
 * U unique to the guest (default 25%);
 * V volatile: unique at first, rewritten at ``churn`` pages/s when asked (default 5%).
 
+Churn: each guest rewrites ``churn`` pages per second. A share ``s_hits`` of the writes land on S pages
+and write back the content the page already has: that breaks the page's sharing (copy on write) without
+changing what is achievable, so KSM has to find it again. The other writes put fresh random data into V
+pages, which then never merge. With ``churn_paused`` the guests start quiet and churn between
+:meth:`Guests.set_churn` ``(True)`` and ``(False)`` (SIGUSR1 / SIGUSR2 to every guest).
+
 Because the content is generated, the achievable saving is known exactly (:func:`achievable_pages`).
 
 Importable (``Guests`` context manager) and runnable::
@@ -56,15 +62,18 @@ def achievable_pages(guests, counts, use_zero_pages):
     return saved if use_zero_pages else saved - 1
 
 
+def shared_page(seed, index):
+    """The content of S page ``index``: the same in every guest, different from every other page."""
+    return struct.pack('<QQ', seed, index) + bytes([0x5A]) * (PAGE - 16)
+
+
 def _fill(buf, counts, guest, seed):
     """Write the content model into ``buf`` (a mmap)."""
-    shared_base = bytes([0x5A]) * PAGE
     unique_base = bytes([0xA5]) * PAGE
     zero = bytes(PAGE)
     offset = 0
     for index in range(counts['S']):
-        buf[offset:offset + PAGE] = shared_base
-        buf[offset:offset + 16] = struct.pack('<QQ', seed, index)
+        buf[offset:offset + PAGE] = shared_page(seed, index)
         offset += PAGE
     for dummy in range(counts['Z']):
         buf[offset:offset + PAGE] = zero
@@ -75,38 +84,56 @@ def _fill(buf, counts, guest, seed):
         offset += PAGE
 
 
-def guest_main(guest, mib, fractions, seed, churn, ready_fd):
+def guest_main(guest, mib, fractions, seed, churn, ready_fd, s_hits=0.0, churn_paused=False):
     """The body of one guest process: map, mark mergeable, fill, report ready, hold (and churn)."""
     counts = page_counts(mib, fractions)
     size = counts['total'] * PAGE
     buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     buf.madvise(mmap.MADV_MERGEABLE)
     _fill(buf, counts, guest, seed)
+    stop = []
+    churning = [not churn_paused]
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    signal.signal(signal.SIGUSR1, lambda *a: churning.__setitem__(0, True))
+    signal.signal(signal.SIGUSR2, lambda *a: churning.__setitem__(0, False))
     os.write(ready_fd, b'%d\n' % os.getpid())
     os.close(ready_fd)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     rng = random.Random(seed * 1000 + guest)
     v_start = (counts['S'] + counts['Z'] + counts['U']) * PAGE
     tick = 0.1
+    carry = 0.0
     while not stop:
-        if churn > 0 and counts['V'] > 0:
-            for dummy in range(max(1, int(churn * tick))):
-                offset = v_start + rng.randrange(counts['V']) * PAGE
-                buf[offset:offset + 8] = struct.pack('<Q', rng.getrandbits(64))
+        if churn > 0 and churning[0] and counts['V'] > 0:
+            carry += churn * tick
+            writes, carry = int(carry), carry - int(carry)
+            for dummy in range(writes):
+                if counts['S'] and rng.random() < s_hits:
+                    index = rng.randrange(counts['S'])
+                    buf[index * PAGE:index * PAGE + 16] = shared_page(seed, index)[:16]  # same bytes: only COW breaks
+                else:
+                    offset = v_start + rng.randrange(counts['V']) * PAGE
+                    buf[offset:offset + 8] = struct.pack('<Q', rng.getrandbits(64))
         time.sleep(tick if churn > 0 else 1.0)
     os._exit(0)
 
 
 class Guests(object):
-    """N synthetic guests as child processes: ``with Guests(4, 256) as g: g.pids, g.achievable(...)``."""
+    """N synthetic guests as child processes: ``with Guests(4, 256) as g: g.pids, g.achievable(...)``.
 
-    def __init__(self, guests=4, mib=256, fractions=None, seed=1, churn=0, timeout=300.0):
+    ``first_guest`` numbers the guests from there, so a newcomer started later (``Guests(1, first_guest=3)``)
+    has unique pages of its own and the same S pages as the others.
+    """
+
+    def __init__(self, guests=4, mib=256, fractions=None, seed=1, churn=0, timeout=300.0, s_hits=0.0, churn_paused=False,
+                 first_guest=0):
         self.guests = guests
         self.mib = mib
         self.fractions = fractions or dict(DEFAULT_FRACTIONS)
         self.seed = seed
         self.churn = churn
+        self.s_hits = s_hits
+        self.churn_paused = churn_paused
+        self.first_guest = first_guest
         self.timeout = timeout
         self.counts = page_counts(mib, self.fractions)
         self.pids = []
@@ -119,7 +146,8 @@ class Guests(object):
             if pid == 0:  # child
                 try:
                     os.close(read_fd)
-                    guest_main(guest, self.mib, self.fractions, self.seed, self.churn, write_fd)
+                    guest_main(self.first_guest + guest, self.mib, self.fractions, self.seed, self.churn, write_fd,
+                               self.s_hits, self.churn_paused)
                 finally:
                     os._exit(1)
             self.pids.append(pid)
@@ -140,6 +168,14 @@ class Guests(object):
 
     def achievable(self, use_zero_pages):
         return achievable_pages(self.guests, self.counts, use_zero_pages)
+
+    def set_churn(self, on):
+        """Start (True) or stop (False) the churn of every guest."""
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+            except OSError:
+                pass
 
     def describe(self, use_zero_pages=None):
         info = {'guests': self.guests, 'mib': self.mib, 'pids': self.pids, 'pages': self.counts, 'page_size': PAGE}
@@ -174,13 +210,14 @@ def main(argv=None):
     parser.add_argument('--guests', type=int, default=4)
     parser.add_argument('--mib', type=int, default=256)
     parser.add_argument('--seed', type=int, default=1)
-    parser.add_argument('--churn', type=float, default=0.0, help='volatile pages rewritten per second per guest')
+    parser.add_argument('--churn', type=float, default=0.0, help='pages rewritten per second per guest')
+    parser.add_argument('--s-hits', type=float, default=0.0, help='share of the churn writes that break sharing of S pages')
     parser.add_argument('--hold', type=float, default=0.0, help='seconds to hold the memory (0: until SIGTERM)')
     args = parser.parse_args(argv)
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
-    with Guests(args.guests, args.mib, seed=args.seed, churn=args.churn) as guests:
+    with Guests(args.guests, args.mib, seed=args.seed, churn=args.churn, s_hits=args.s_hits) as guests:
         print(json.dumps(guests.describe()), flush=True)
         deadline = time.monotonic() + args.hold if args.hold else None
         while not stop and (deadline is None or time.monotonic() < deadline):

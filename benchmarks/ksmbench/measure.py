@@ -1,0 +1,143 @@
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Traces of one run and the figures BENCHMARKS.md asks for (pure functions where possible, unit-tested)."""
+
+import math
+import time
+
+GIB = 1024.0 ** 3
+
+
+class Trace(object):
+    """Samples of one run: seconds since t0, saved pages, saved fraction of the achievable, ksmd CPU seconds since t0.
+
+    ``achievable(use_zero_pages)`` gives the exact achievable saving for the knob as it is at each sample
+    (pagefusiond switches use_zero_pages on, which adds one page).
+    """
+
+    def __init__(self, kernel, achievable, clock=time.monotonic):
+        self.kernel = kernel
+        self.achievable = achievable
+        self.clock = clock
+        self.t0 = clock()
+        self.cpu0 = kernel.cpu()
+        self.samples = []  # [t, saved_pages, fraction, cpu_s, pages_to_scan, sleep_millisecs, run]
+
+    def sample(self):
+        saved, zero_pages, knobs, dummy = self.kernel.read()
+        now = self.clock() - self.t0
+        cpu = self.kernel.cpu() - self.cpu0
+        achievable = float(self.achievable(zero_pages))
+        row = [round(now, 3), saved, saved / achievable if achievable else 0.0, round(cpu, 4),
+               knobs.get('pages_to_scan'), knobs.get('sleep_millisecs'), knobs.get('run')]
+        self.samples.append(row)
+        return row
+
+    @property
+    def last(self):
+        return self.samples[-1] if self.samples else None
+
+    def elapsed(self):
+        return self.clock() - self.t0
+
+
+def crossing(samples, share):
+    """``(seconds, ksmd_cpu_seconds)`` when the saved fraction first reaches ``share``, interpolated between samples.
+
+    ``samples`` are Trace rows (t, saved, fraction, cpu, ...). None when it never does.
+    """
+    before = None
+    for row in samples:
+        if row[2] >= share:
+            if before is None or row[2] <= before[2]:
+                return row[0], row[3]
+            part = (share - before[2]) / (row[2] - before[2])
+            return before[0] + part * (row[0] - before[0]), before[3] + part * (row[3] - before[3])
+        before = row
+    return None
+
+
+def window(samples, start, end):
+    """Mean ksmd CPU percent of one core and mean saved fraction for ``start <= t <= end``; None without samples."""
+    rows = [r for r in samples if start <= r[0] <= end]
+    if len(rows) < 2 or rows[-1][0] <= rows[0][0]:
+        return None
+    cpu_percent = 100.0 * (rows[-1][3] - rows[0][3]) / (rows[-1][0] - rows[0][0])
+    # time-weighted mean of the saved fraction (samples are not always evenly spaced)
+    area = 0.0
+    for a, b in zip(rows, rows[1:]):
+        area += (b[0] - a[0]) * (a[2] + b[2]) / 2.0
+    return {'cpu_percent': cpu_percent, 'saved_fraction': area / (rows[-1][0] - rows[0][0]),
+            'seconds': rows[-1][0] - rows[0][0], 'cpu_seconds': rows[-1][3] - rows[0][3]}
+
+
+def convergence_figures(samples, page_size, cap):
+    """B1's figures of one run: T50, T90 (None when censored at ``cap``), ksmd CPU seconds to T90 and per GiB saved."""
+    t50 = crossing(samples, 0.5)
+    t90 = crossing(samples, 0.9)
+    figures = {'t50': None if t50 is None else t50[0], 't90': None if t90 is None else t90[0],
+               'cpu_t90': None if t90 is None else t90[1], 'cap': cap}
+    if t90 is not None:
+        at = [r for r in samples if r[0] >= t90[0]]
+        saved = at[0][1] if at else samples[-1][1]
+        figures['cpu_per_gib'] = t90[1] / (saved * page_size / GIB) if saved else None
+    else:
+        last = samples[-1] if samples else None
+        figures['cpu_per_gib'] = last[3] / (last[1] * page_size / GIB) if last and last[1] else None
+        figures['fraction_at_cap'] = last[2] if last else 0.0
+        figures['cpu_at_cap'] = last[3] if last else 0.0
+    return figures
+
+
+class Censored(float):
+    """A median known only as a lower bound: ``> value`` (the run was stopped at its cap first)."""
+
+    def __repr__(self):
+        return '>%g' % float(self)
+
+
+def median(values, caps=None):
+    """The median of run results where None means "not reached before the cap".
+
+    Censored runs sort above every finished one. When the median falls on a censored run the result is
+    :class:`Censored` with the smallest cap of the censored runs (the median is at least that); with an even
+    count whose middle pair is one finished and one censored run, the bound is halfway from the finished value
+    to that cap. Returns None for no values.
+    """
+    if not values:
+        return None
+    caps = list(caps) if caps is not None else [math.inf] * len(values)
+    order = sorted(range(len(values)), key=lambda i: (values[i] is None, values[i] if values[i] is not None else caps[i]))
+    n = len(order)
+    middle = [order[(n - 1) // 2], order[n // 2]]
+    picked = [values[i] for i in middle]
+    if any(v is None for v in picked):
+        bound = min(caps[i] for i in range(n) if values[i] is None)
+        if picked[0] is not None:
+            # even count, only the upper middle censored: the median is (finished + more than the cap) / 2
+            bound = (picked[0] + bound) / 2.0
+        return Censored(bound)
+    return (picked[0] + picked[1]) / 2.0
+
+
+def median_settled(values, repeats):
+    """True when the remaining runs of a cell can no longer change whether its median is censored.
+
+    With ``repeats`` runs planned, once more than half are censored the median is censored whatever the rest do.
+    """
+    censored = sum(1 for v in values if v is None)
+    return censored * 2 > repeats
+
+
+def ratio(value, base):
+    """value/base for the tables; Censored values give Censored-aware bounds, None when unknown."""
+    if value is None or base is None:
+        return None
+    if isinstance(base, Censored) and isinstance(value, Censored):
+        return None
+    if isinstance(base, Censored):
+        return ('<', float(value) / float(base)) if base else None
+    if isinstance(value, Censored):
+        return ('>', float(value) / float(base)) if base else None
+    return ('=', float(value) / float(base)) if base else None

@@ -1,0 +1,202 @@
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The KSM policies BENCHMARKS.md compares. Each starts from the reset state (run=0, kernel defaults)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import kernel
+from .workload import Pressure
+
+DAEMON = os.path.join(kernel.REPO, 'daemon', 'pagefusiond')
+KSMTUNED = '/usr/sbin/ksmtuned'
+KSMCTL = '/usr/sbin/ksmctl'
+
+
+class Policy(object):
+    """One policy: ``start(kernel)`` at t0, ``stop()`` before the reset."""
+
+    name = None
+    title = None
+    pressure = False  # hold memory pressure (ksmtuned's view) while the policy runs
+
+    def __init__(self):
+        self.pressure_holder = None
+
+    def start(self, kern):
+        raise NotImplementedError
+
+    def stop(self):
+        pass
+
+    def describe(self):
+        return self.title
+
+
+class KernelDefaults(Policy):
+    name = 'K0'
+    title = 'kernel defaults: run=1, pages_to_scan=100, sleep_millisecs=20'
+
+    def start(self, kern):
+        kern.write('run', 1)
+
+
+class Advisor(Policy):
+    name = 'KA'
+    title = "the kernel's advisor: advisor_mode=scan-time with its defaults (target scan time 200 s, max CPU 70%)"
+
+    def start(self, kern):
+        kern.write('advisor_mode', 'scan-time')  # the kernel sets pages_to_scan to advisor_min_pages_to_scan
+        kern.write('run', 1)
+
+
+class MaxEffort(Policy):
+    name = 'KX'
+    title = 'maximum effort: sleep_millisecs=0, pages_to_scan=30000'
+
+    def start(self, kern):
+        kern.write('sleep_millisecs', 0)
+        kern.write('pages_to_scan', 30000)
+        kern.write('run', 1)
+
+
+class Ksmtuned(Policy):
+    """Debian's ksmtuned package as its two systemd units start it: ``ksmctl start`` (ksm.service: run=1) and
+    ``ksmtuned`` (ksmtuned.service) with its shipped /etc/ksmtuned.conf. Started by hand: PID 1 is not systemd here."""
+
+    name = 'KT'
+    title = "Debian's ksmtuned, default config, no memory pressure"
+
+    def __init__(self):
+        Policy.__init__(self)
+        self.pgid = None
+        self.tmp = None
+
+    @staticmethod
+    def available():
+        return os.access(KSMTUNED, os.X_OK) and os.access(KSMCTL, os.X_OK)
+
+    def start(self, kern):
+        if not self.available():
+            raise RuntimeError('%s is not installed (apt-get install ksmtuned)' % KSMTUNED)
+        self.tmp = tempfile.mkdtemp(prefix='ksmbench-ksmtuned-')
+        subprocess.run([KSMCTL, 'start'], check=True)
+        env = dict(os.environ, PIDFILE=os.path.join(self.tmp, 'ksmtune.pid'))
+        # its own session: the forked monitor loop and its `sleep` children go with one killpg
+        proc = subprocess.Popen([KSMTUNED], env=env, start_new_session=True)
+        proc.wait(10)
+        self.pgid = proc.pid
+
+    def stop(self):
+        if self.pgid:
+            try:
+                os.killpg(self.pgid, signal.SIGTERM)
+            except OSError:
+                pass
+            self.pgid = None
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+
+class KsmtunedPressure(Ksmtuned):
+    name = 'KT+P'
+    title = "Debian's ksmtuned, default config, under memory pressure (free below its 20% threshold)"
+    pressure = True
+
+
+class Daemon(Policy):
+    """pagefusiond with its shipped defaults; only its file paths point into a temporary directory and the
+    libvirt event source is off (the synthetic guests are not libvirt domains)."""
+
+    name = 'D'
+    title = 'pagefusiond, shipped defaults'
+
+    def __init__(self, overrides=None):
+        Policy.__init__(self)
+        self.overrides = dict(overrides or {})
+        self.proc = None
+        self.tmp = None
+        self.log = None
+
+    def start(self, kern):
+        self.tmp = tempfile.mkdtemp(prefix='ksmbench-pagefusiond-')
+        lines = ['[pagefusiond]', 'state_path = %s/state.json' % self.tmp, 'metrics_path =', 'libvirt_uri =']
+        lines += ['%s = %s' % item for item in sorted(self.overrides.items())]
+        conf = os.path.join(self.tmp, 'pagefusiond.conf')
+        with open(conf, 'w') as handle:
+            handle.write('\n'.join(lines) + '\n')
+        self.log = open(os.path.join(self.tmp, 'daemon.log'), 'w+')
+        self.proc = subprocess.Popen([sys.executable, DAEMON, '--config', conf], stderr=self.log)
+
+    def log_lines(self):
+        if not self.log:
+            return []
+        self.log.seek(0)
+        return self.log.read().splitlines()
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            code = self.proc.returncode
+            self.proc = None
+            if code != 0:
+                raise RuntimeError('pagefusiond exited with %s: %s' % (code, ' | '.join(self.log_lines()[-5:])))
+        if self.log:
+            self.log.close()
+            self.log = None
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+
+ALL = (KernelDefaults, Advisor, Ksmtuned, KsmtunedPressure, MaxEffort, Daemon)
+BY_NAME = dict((cls.name, cls) for cls in ALL)
+ORDER = [cls.name for cls in ALL]
+
+
+def make(name, daemon_overrides=None):
+    cls = BY_NAME[name]
+    return cls(daemon_overrides) if cls is Daemon else cls()
+
+
+class Session(object):
+    """One policy run on a started workload: pressure (if the policy wants it) is made before t0 and released after."""
+
+    def __init__(self, policy, kern):
+        self.policy = policy
+        self.kern = kern
+        self.pressure = None
+
+    def prepare(self):
+        if self.policy.pressure:
+            self.pressure = Pressure().start()
+        return self
+
+    def start(self):
+        self.policy.start(self.kern)
+
+    def close(self):
+        try:
+            self.policy.stop()
+        finally:
+            if self.pressure is not None:
+                self.pressure.stop()
+                self.pressure = None
+
+
+def settle_pause(seconds=1.0):
+    """A short pause between runs so one run's exit work (unmerge, process teardown) is not billed to the next."""
+    time.sleep(seconds)

@@ -1,0 +1,166 @@
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""B1 (cold start), B2 (steady state), B3 (newcomer) and the realism run: one policy, one run each.
+
+Every run starts and ends with the reset of BENCHMARKS.md (guests stopped, run=2, run=0, kernel defaults).
+"""
+
+import time
+
+from . import measure, policies, workload
+
+SAMPLE_SECONDS = 0.05
+CONVERGED = 0.99
+
+
+def _trace_until(trace, seconds, stop_when=None, every=SAMPLE_SECONDS, progress=None):
+    """Sample every ``every`` seconds for up to ``seconds`` (since the trace's t0), or until ``stop_when(row)``."""
+    next_report = 5.0
+    while True:
+        row = trace.sample()
+        if stop_when is not None and stop_when(row):
+            return True
+        if row[0] >= seconds:
+            return False
+        if progress and row[0] >= next_report:
+            progress('  %5.1fs saved %5.1f%% ksmd %.2f CPU-s' % (row[0], 100 * row[2], row[3]))
+            next_report += 5.0
+        time.sleep(every)
+
+
+def _fast_forward(kern, load, seconds):
+    """Bring a workload to the merged state with KX's knobs (for policies too slow to get there in the time budget)."""
+    trace = measure.Trace(kern, load.achievable)
+    policies.MaxEffort().start(kern)
+    done = _trace_until(trace, seconds, lambda row: row[2] >= CONVERGED, every=0.1)
+    kern.reset_knobs_keep_merged()
+    return done, trace.elapsed()
+
+
+def b1(kern, policy_name, guests, mib, cap, daemon_overrides=None, progress=None):
+    """Cold start: N guests ready, the policy starts (t0); sample until T90 (plus a tail for the plot) or ``cap``."""
+    load = workload.Synthetic(guests, mib).start()
+    policy = policies.make(policy_name, daemon_overrides)
+    session = policies.Session(policy, kern)
+    result = {'bench': 'B1', 'policy': policy_name, 'guests': guests, 'mib': mib}
+    try:
+        session.prepare()
+        if session.pressure:
+            result['pressure'] = session.pressure.describe()
+        trace = measure.Trace(kern, load.achievable)
+        session.start()
+        tail = []
+
+        def stop_when(row):
+            if row[2] >= 0.9 and not tail:
+                tail.append(row[0] + max(1.0, 0.25 * row[0]))
+            return bool(tail) and row[0] >= tail[0]
+        _trace_until(trace, cap, stop_when, progress=progress)
+    finally:
+        session.close()
+        load.stop()
+        kern.reset()
+    result.update(measure.convergence_figures(trace.samples, kern.page_size, cap))
+    result['achievable_pages'] = load.achievable(False)
+    result['trace'] = _thin(trace.samples)
+    return result
+
+
+def b2(kern, policy_name, guests, mib, phase_seconds, churn_share, s_hits, converge_cap, fast_forward,
+       daemon_overrides=None, progress=None):
+    """Steady state: converge (the policy itself, or KX's knobs first when ``fast_forward``), then idle for
+    ``phase_seconds``, then churn (each guest rewrites ``churn_share`` of its pages per second) for ``phase_seconds``."""
+    churn = churn_share * mib * 1024 * 1024 / kern.page_size
+    load = workload.Synthetic(guests, mib, churn_per_s=churn, s_hits=s_hits).start()
+    policy = policies.make(policy_name, daemon_overrides)
+    session = policies.Session(policy, kern)
+    result = {'bench': 'B2', 'policy': policy_name, 'guests': guests, 'mib': mib, 'phase_seconds': phase_seconds,
+              'churn_pages_per_s': round(churn), 's_hits': s_hits, 'fast_forward': fast_forward}
+    try:
+        if fast_forward:
+            done, took = _fast_forward(kern, load, converge_cap)
+            result['fast_forward_seconds'] = round(took, 2)
+        session.prepare()
+        trace = measure.Trace(kern, load.achievable)
+        session.start()
+        converged = _trace_until(trace, converge_cap, lambda row: row[2] >= CONVERGED, every=0.1)
+        result['converged'] = converged
+        result['converge_seconds'] = round(trace.elapsed(), 2)
+        start = trace.elapsed()
+        if progress:
+            progress('  converged=%s after %.1fs; idle phase %ds' % (converged, start, phase_seconds))
+        _trace_until(trace, start + phase_seconds, every=0.5)
+        middle = trace.elapsed()
+        load.set_churn(True)
+        if progress:
+            progress('  churn phase %ds (%d pages/s per guest)' % (phase_seconds, churn))
+        _trace_until(trace, middle + phase_seconds, every=0.5)
+        end = trace.elapsed()
+        load.set_churn(False)
+    finally:
+        session.close()
+        load.stop()
+        kern.reset()
+    result['idle'] = measure.window(trace.samples, start, middle)
+    result['churn'] = measure.window(trace.samples, middle, end)
+    result['achievable_pages'] = load.achievable(False)
+    result['trace'] = _thin(trace.samples, 0.5)
+    return result
+
+
+def b3(kern, policy_name, mib, cap, settle_seconds, converge_cap, fast_forward, daemon_overrides=None, progress=None):
+    """A newcomer joins: three guests merged and steady, a fourth starts (t0 when it has filled its memory);
+    seconds until the newcomer's own S+Z pages are 90% merged (its ksm_stat) and ksmd CPU seconds until then."""
+    load = workload.Synthetic(3, mib).start()
+    newcomer = workload.Synthetic(1, mib, first_guest=3)
+    policy = policies.make(policy_name, daemon_overrides)
+    session = policies.Session(policy, kern)
+    result = {'bench': 'B3', 'policy': policy_name, 'guests': 3, 'mib': mib, 'fast_forward': fast_forward, 'cap': cap}
+    try:
+        if fast_forward:
+            _fast_forward(kern, load, converge_cap)
+        session.prepare()
+        trace = measure.Trace(kern, load.achievable)
+        session.start()
+        result['converged'] = _trace_until(trace, converge_cap, lambda row: row[2] >= CONVERGED, every=0.1)
+        workload.wait(settle_seconds)
+        newcomer.start()
+        own = float(newcomer.own_mergeable())
+        pid = newcomer.pids[0]
+        cpu0 = kern.cpu()
+        t0 = time.monotonic()
+        samples = []
+        while True:
+            stat = policies.kernel.process_ksm(pid) or {}
+            merged = (stat.get('merging_pages') or 0) + (stat.get('zero_pages') or 0)
+            now = time.monotonic() - t0
+            samples.append([round(now, 3), merged, merged / own, round(kern.cpu() - cpu0, 4)])
+            if merged >= 0.9 * own or now >= cap:
+                break
+            time.sleep(SAMPLE_SECONDS)
+    finally:
+        newcomer.stop()
+        session.close()
+        load.stop()
+        kern.reset()
+    hit = measure.crossing(samples, 0.9)
+    result['t90'] = None if hit is None else hit[0]
+    result['cpu_t90'] = None if hit is None else hit[1]
+    result['fraction_at_end'] = samples[-1][2]
+    result['cpu_at_end'] = samples[-1][3]
+    result['newcomer_pages'] = int(own)
+    return result
+
+
+def _thin(samples, every=0.25):
+    """Keep a sample every ``every`` seconds (plus the last) for the JSON and the plot: t, fraction, cpu."""
+    kept = []
+    next_t = 0.0
+    for row in samples:
+        if row[0] >= next_t:
+            kept.append([row[0], round(row[2], 4), row[3]])
+            next_t = row[0] + every
+    if samples and (not kept or kept[-1][0] != samples[-1][0]):
+        kept.append([samples[-1][0], round(samples[-1][2], 4), samples[-1][3]])
+    return kept
