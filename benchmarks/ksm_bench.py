@@ -127,8 +127,13 @@ class Bench(object):
                 if not self.wanted(name) or not self.usable(name):
                     continue
                 log('B1 %s: up to %.0f s a run (%gx D\'s median T90)' % (name, cap, self.args.cap_factor))
-                self.result['b1'].extend(self.repeat('B1 %s' % name, lambda n=name: scenarios.b1(
-                    self.kern, n, guests, mib, cap, self.overrides, progress=log), self.args.repeats))
+                pressure = workload.Pressure() if policies.BY_NAME[name].pressure else None
+                try:
+                    self.result['b1'].extend(self.repeat('B1 %s' % name, lambda n=name, p=pressure: scenarios.b1(
+                        self.kern, n, guests, mib, cap, self.overrides, progress=log, pressure=p), self.args.repeats))
+                finally:
+                    if pressure is not None:
+                        pressure.stop()
 
     # -- B2 -----------------------------------------------------------------------------
 

@@ -173,16 +173,26 @@ def make(name, daemon_overrides=None):
 
 
 class Session(object):
-    """One policy run on a started workload: pressure (if the policy wants it) is made before t0 and released after."""
+    """One policy run on a started workload: pressure (if the policy wants it) is made before t0 and released after.
 
-    def __init__(self, policy, kern):
+    ``pressure``: a :class:`Pressure` shared by several runs (started at the first, stopped by its owner): making
+    18 GiB of pressure takes half a minute on this kind of VM, so a KT+P cell makes it once for all its repeats.
+    """
+
+    def __init__(self, policy, kern, pressure=None):
         self.policy = policy
         self.kern = kern
+        self.shared = pressure
         self.pressure = None
 
     def prepare(self):
         if self.policy.pressure:
-            self.pressure = Pressure().start()
+            if self.shared is not None:
+                if self.shared.pid is None:
+                    self.shared.start()
+                self.pressure = self.shared
+            else:
+                self.pressure = Pressure().start()
         return self
 
     def start(self):
@@ -192,9 +202,9 @@ class Session(object):
         try:
             self.policy.stop()
         finally:
-            if self.pressure is not None:
+            if self.pressure is not None and self.pressure is not self.shared:
                 self.pressure.stop()
-                self.pressure = None
+            self.pressure = None
 
 
 def settle_pause(seconds=1.0):

@@ -14,11 +14,16 @@ SAMPLE_SECONDS = 0.05
 CONVERGED = 0.99
 
 
-def _trace_until(trace, seconds, stop_when=None, every=SAMPLE_SECONDS, progress=None):
-    """Sample every ``every`` seconds for up to ``seconds`` (since the trace's t0), or until ``stop_when(row)``."""
+def _trace_until(trace, seconds, stop_when=None, every=SAMPLE_SECONDS, progress=None, actual=None):
+    """Sample every ``every`` seconds for up to ``seconds`` (since the trace's t0), or until ``stop_when(row)``.
+
+    ``actual``: ``(list, pages_function)``: appends ``[t, pages_function()]`` at each sample (the real saving).
+    """
     next_report = 5.0
     while True:
         row = trace.sample()
+        if actual is not None:
+            actual[0].append([row[0], actual[1]()])
         if stop_when is not None and stop_when(row):
             return True
         if row[0] >= seconds:
@@ -38,11 +43,11 @@ def _fast_forward(kern, load, seconds):
     return done, trace.elapsed()
 
 
-def b1(kern, policy_name, guests, mib, cap, daemon_overrides=None, progress=None):
+def b1(kern, policy_name, guests, mib, cap, daemon_overrides=None, progress=None, pressure=None):
     """Cold start: N guests ready, the policy starts (t0); sample until T90 (plus a tail for the plot) or ``cap``."""
     load = workload.Synthetic(guests, mib).start()
     policy = policies.make(policy_name, daemon_overrides)
-    session = policies.Session(policy, kern)
+    session = policies.Session(policy, kern, pressure)
     result = {'bench': 'B1', 'policy': policy_name, 'guests': guests, 'mib': mib}
     try:
         session.prepare()
@@ -81,6 +86,7 @@ def b2(kern, policy_name, guests, mib, phase_seconds, churn_share, s_hits, conve
         if fast_forward:
             done, took = _fast_forward(kern, load, converge_cap)
             result['fast_forward_seconds'] = round(took, 2)
+            result['fast_forward_converged'] = done
         session.prepare()
         trace = measure.Trace(kern, load.achievable)
         session.start()
@@ -90,12 +96,13 @@ def b2(kern, policy_name, guests, mib, phase_seconds, churn_share, s_hits, conve
         start = trace.elapsed()
         if progress:
             progress('  converged=%s after %.1fs; idle phase %ds' % (converged, start, phase_seconds))
-        _trace_until(trace, start + phase_seconds, every=0.5)
+        actual = []
+        _trace_until(trace, start + phase_seconds, every=1.0, actual=(actual, load.actual_saved))
         middle = trace.elapsed()
         load.set_churn(True)
         if progress:
             progress('  churn phase %ds (%d pages/s per guest)' % (phase_seconds, churn))
-        _trace_until(trace, middle + phase_seconds, every=0.5)
+        _trace_until(trace, middle + phase_seconds, every=1.0, actual=(actual, load.actual_saved))
         end = trace.elapsed()
         load.set_churn(False)
     finally:
@@ -104,6 +111,14 @@ def b2(kern, policy_name, guests, mib, phase_seconds, churn_share, s_hits, conve
         kern.reset()
     result['idle'] = measure.window(trace.samples, start, middle)
     result['churn'] = measure.window(trace.samples, middle, end)
+    # the saving that is really there (Rss - Pss), next to what ksmd's counters say
+    achievable = float(load.achievable(True))
+    rows = [[t, pages, pages / achievable, 0.0] for t, pages in actual]
+    for phase, (a, b) in (('idle', (start, middle)), ('churn', (middle, end))):
+        got = measure.window(rows, a, b)
+        if result[phase] is not None and got is not None:
+            result[phase]['actual_saved_fraction'] = got['saved_fraction']
+    result['actual'] = [[t, round(pages / achievable, 4)] for t, pages in actual]
     result['achievable_pages'] = load.achievable(False)
     result['trace'] = _thin(trace.samples, 0.5)
     return result

@@ -1,0 +1,473 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Unit tests of the KSM benchmark's report: B1 medians, the B1/B2/B3 tables, the checks, docs/benchmarks.md, the plot.
+
+The runs are hand-made in the shape scenarios.b1/b2/b3 return; every expected cell is worked out in a comment.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.pagefusion.core.benchmarks.ksmbench import document, measure, report
+from ansible_collections.pagefusion.core.benchmarks.ksmbench.measure import Censored
+
+SIZE = (4, 256)
+
+
+def b1_run(policy, t50, t90, cpu_t90, cpu_per_gib=None, cap=25.0, fraction_at_cap=None, cpu_at_cap=None,
+           guests=4, mib=256, tag=None):
+    """A B1 result as scenarios.b1 returns it; ``t90=None`` is a run stopped at ``cap``."""
+    run = {'bench': 'B1', 'policy': policy, 'guests': guests, 'mib': mib, 't50': t50, 't90': t90, 'cpu_t90': cpu_t90,
+           'cap': cap, 'cpu_per_gib': cpu_per_gib, 'achievable_pages': 45000, 'tag': tag}
+    end = t90 * 1.25 if t90 is not None else cap
+    top = 1.0 if t90 is not None else fraction_at_cap
+    run['trace'] = [[0.0, 0.0, 0.0], [end / 8, top * 0.3, 0.1], [end / 2, top * 0.7, 0.5], [end, top, 1.0]]
+    if t90 is None:
+        run['fraction_at_cap'] = fraction_at_cap
+        run['cpu_at_cap'] = cpu_at_cap
+    return run
+
+
+# N=4, G=256 MiB. D and KX ran 3 times each; K0's first two runs hit the cap (median settled, third skipped);
+# KA: one finished, two capped; KT: all finished; KT+P: one finished, one capped.
+B1 = [
+    b1_run('D', 1.5, 3.1, 1.3, 1.2, cap=180.0, tag='D slow'),
+    b1_run('KX', 1.0, 2.0, 20.0, 15.0, cap=180.0),
+    b1_run('D', 1.0, 2.0, 0.8, 0.9, cap=180.0, tag='D fast'),
+    b1_run('KX', 1.1, 2.14, 24.0, 18.0, cap=180.0),
+    b1_run('D', 1.2, 2.5, 1.0, 1.0, cap=180.0, tag='D middle'),
+    b1_run('KX', 1.3, 2.6, 30.0, 22.0, cap=180.0),
+    b1_run('K0', 8.0, None, None, 9.0, fraction_at_cap=0.6, cpu_at_cap=4.0),
+    b1_run('K0', 10.0, None, None, 8.0, fraction_at_cap=0.7, cpu_at_cap=5.0),
+    b1_run('KA', 6.0, 12.0, 3.0, 2.0),
+    b1_run('KA', 7.0, None, None, 5.0, fraction_at_cap=0.8, cpu_at_cap=6.0),
+    b1_run('KA', 8.0, None, None, 6.0, fraction_at_cap=0.86, cpu_at_cap=7.0),
+    b1_run('KT', 10.0, 20.0, 5.0, 3.0),
+    b1_run('KT', 11.0, 24.0, 6.0, 3.5),
+    b1_run('KT', 12.0, 30.0, 7.5, 4.0),
+    b1_run('KT+P', 12.0, 21.0, 7.0, 4.0),
+    b1_run('KT+P', 13.0, None, None, 5.0, fraction_at_cap=0.88, cpu_at_cap=8.0),
+]
+
+
+def window(cpu_percent, saved_fraction, seconds=60.0):
+    return {'cpu_percent': cpu_percent, 'saved_fraction': saved_fraction, 'seconds': seconds,
+            'cpu_seconds': cpu_percent * seconds / 100.0}
+
+
+def b2_run(policy, idle, churn):
+    """A B2 result as scenarios.b2 returns it (idle/churn are measure.window dicts, None without samples)."""
+    return {'bench': 'B2', 'policy': policy, 'guests': 4, 'mib': 256, 'phase_seconds': 60, 'churn_pages_per_s': 655,
+            's_hits': 0.2, 'fast_forward': policy not in ('D', 'KX'), 'converged': True, 'converge_seconds': 3.0,
+            'idle': idle, 'churn': churn, 'achievable_pages': 45000,
+            'trace': [[0.0, 0.5, 0.0], [3.0, 0.99, 1.0], [63.0, 0.99, 1.5], [123.0, 0.95, 4.0]]}
+
+
+# cpu_seconds = cpu_percent * 60 s / 100: D idle 0.3, churn 2.46; KX idle 24, churn 30
+B2 = [
+    b2_run('D', window(0.5, 0.99), window(4.1, 0.95)),
+    b2_run('KT', None, window(3.0, 0.5)),
+    b2_run('K0', window(2.0, 0.99), window(2.5, 0.6)),
+    b2_run('KX', window(40.0, 0.995), window(50.0, 0.97)),
+    b2_run('KA', window(1.0, 0.99), window(4.0, 0.9)),
+]
+
+
+def b3_run(policy, t90, cpu_t90, fraction_at_end, cpu_at_end, cap=12.0):
+    return {'bench': 'B3', 'policy': policy, 'guests': 3, 'mib': 256, 'fast_forward': policy not in ('D', 'KX'),
+            'cap': cap, 'converged': True, 't90': t90, 'cpu_t90': cpu_t90, 'fraction_at_end': fraction_at_end,
+            'cpu_at_end': cpu_at_end, 'newcomer_pages': 45000}
+
+
+B3 = [
+    b3_run('D', 1.0, 0.1, 0.9, 0.1, cap=180.0),
+    b3_run('D', 1.2, 0.12, 0.91, 0.12, cap=180.0),
+    b3_run('D', 1.5, 0.2, 0.92, 0.2, cap=180.0),
+    b3_run('KX', 1.0, 5.0, 0.9, 5.0, cap=180.0),
+    b3_run('KX', 1.4, 6.0, 0.9, 6.0, cap=180.0),
+    b3_run('KX', 2.0, 7.0, 0.9, 7.0, cap=180.0),
+    b3_run('K0', None, None, 0.3, 0.5),
+    b3_run('K0', None, None, 0.5, 0.7),
+]
+
+
+def table_rows(table):
+    """A Markdown table as {first cell: [cells]} plus the row order."""
+    lines = table.split('\n')
+    assert lines[1].startswith('|---|')
+    rows = [[c.strip() for c in line.strip('|').split('|')] for line in lines[2:]]
+    return dict((r[0], r[1:]) for r in rows), [r[0] for r in rows]
+
+
+# format helpers
+
+def test_formats_of_seconds_numbers_and_ratios():
+    assert report.fmt_seconds(None) == 'n/a'
+    assert report.fmt_seconds(2.5) == '2.50 s'
+    assert report.fmt_seconds(24.0) == '24.0 s'
+    assert report.fmt_seconds(Censored(25.0)) == '> 25 s'
+    assert report.fmt_number(None) == 'n/a'
+    assert report.fmt_number(1.0) == '1.00'
+    assert report.fmt_number(0.5, 3) == '0.500'
+    assert report.fmt_number(Censored(4.0)) == '> 4.00'
+    assert report.fmt_ratio(None) == 'n/a'
+    assert report.fmt_ratio(('=', 2.5 / 2.14)) == '1.17x'
+    assert report.fmt_ratio(('<', 0.1)) == '< 0.10x'
+    assert report.fmt_ratio(('>', 10.0)) == '> 10x'
+    assert report.fmt_ratio(('=', 11.21)) == '11x'
+
+
+# b1_medians
+
+def test_b1_medians_of_finished_runs_and_the_median_run():
+    medians = report.b1_medians(B1)
+    assert set(medians) == set(SIZE + (p,) for p in ('D', 'KX', 'K0', 'KA', 'KT', 'KT+P'))
+    d = medians[SIZE + ('D',)]
+    # each figure is its own median: T50 of 1.5, 1.0, 1.2; T90 of 3.1, 2.0, 2.5; CPU 1.3, 0.8, 1.0; per GiB 1.2, 0.9, 1.0
+    assert d['runs'] == 3
+    assert d['t50'] == pytest.approx(1.2)
+    assert d['t90'] == pytest.approx(2.5)
+    assert d['cpu_t90'] == pytest.approx(1.0)
+    assert d['cpu_per_gib'] == pytest.approx(1.0)
+    assert d['fraction_at_cap'] is None
+    assert not isinstance(d['t90'], Censored)
+    # the run with the median T90, not the first or the last one
+    assert d['median_run']['tag'] == 'D middle'
+
+
+def test_b1_medians_all_runs_capped():
+    k0 = report.b1_medians(B1)[SIZE + ('K0',)]
+    assert k0['runs'] == 2
+    assert isinstance(k0['t90'], Censored) and float(k0['t90']) == 25.0
+    # CPU to T90 is at least the smaller CPU used until the cap
+    assert isinstance(k0['cpu_t90'], Censored) and float(k0['cpu_t90']) == 4.0
+    assert k0['t50'] == pytest.approx(9.0)
+    assert k0['cpu_per_gib'] is None
+    assert k0['fraction_at_cap'] == pytest.approx(0.65)
+
+
+def test_b1_medians_most_runs_capped_one_finished():
+    # used to raise KeyError: a finished run has no fraction_at_cap
+    ka = report.b1_medians(B1)[SIZE + ('KA',)]
+    assert ka['runs'] == 3
+    assert isinstance(ka['t90'], Censored) and float(ka['t90']) == 25.0
+    assert isinstance(ka['cpu_t90'], Censored) and float(ka['cpu_t90']) == 6.0
+    # the median of the capped runs' saved fractions, 0.8 and 0.86
+    assert ka['fraction_at_cap'] == pytest.approx(0.83)
+    assert ka['cpu_per_gib'] is None
+    assert ka['median_run']['t90'] is None
+
+
+def test_b1_medians_even_count_half_capped_is_a_bound_halfway_to_the_cap():
+    ktp = report.b1_medians(B1)[SIZE + ('KT+P',)]
+    # T90: 21 finished, the other capped at 25: more than (21 + 25) / 2; CPU: more than (7 + 8) / 2
+    assert isinstance(ktp['t90'], Censored) and float(ktp['t90']) == pytest.approx(23.0)
+    assert isinstance(ktp['cpu_t90'], Censored) and float(ktp['cpu_t90']) == pytest.approx(7.5)
+    assert ktp['fraction_at_cap'] == pytest.approx(0.88)
+    assert ktp['median_run']['t90'] == 21.0  # the lower of the middle pair
+
+
+def test_b1_medians_minority_capped_is_not_censored():
+    runs = [b1_run('KA', 5.0, 12.0, 3.0, 2.0), b1_run('KA', 6.0, None, None, 7.0, fraction_at_cap=0.8, cpu_at_cap=6.0),
+            b1_run('KA', 4.0, 10.0, 2.5, 1.5)]
+    ka = report.b1_medians(runs)[SIZE + ('KA',)]
+    assert ka['t90'] == 12.0 and not isinstance(ka['t90'], Censored)
+    assert ka['cpu_t90'] == 3.0
+    assert ka['cpu_per_gib'] == 2.0
+    assert ka['fraction_at_cap'] is None
+    assert ka['median_run']['t90'] == 12.0
+
+
+def test_b1_median_run_of_a_capped_cell_is_the_run_with_the_smaller_cap():
+    runs = [b1_run('K0', 5.0, None, None, 1.0, cap=25.0, fraction_at_cap=0.7, cpu_at_cap=3.0, tag='cap 25'),
+            b1_run('K0', 5.0, 12.0, 4.0, 2.0),
+            b1_run('K0', 5.0, None, None, 1.0, cap=20.0, fraction_at_cap=0.6, cpu_at_cap=2.0, tag='cap 20')]
+    k0 = report.b1_medians(runs)[SIZE + ('K0',)]
+    assert float(k0['t90']) == 20.0 and isinstance(k0['t90'], Censored)
+    assert k0['median_run']['tag'] == 'cap 20'
+    assert k0['fraction_at_cap'] == pytest.approx(0.65)
+
+
+def test_b1_medians_keep_sizes_apart():
+    runs = B1 + [b1_run('D', 2.0, 4.0, 2.0, 1.5, guests=8), b1_run('D', 1.0, 2.0, 1.0, 1.0, mib=512)]
+    medians = report.b1_medians(runs)
+    assert medians[(8, 256, 'D')]['t90'] == 4.0 and medians[(8, 256, 'D')]['runs'] == 1
+    assert medians[(4, 512, 'D')]['t90'] == 2.0
+    assert medians[SIZE + ('D',)]['runs'] == 3
+
+
+# b1_table
+
+def test_b1_table_cells_and_row_order():
+    rows, order = table_rows(report.b1_table(report.b1_medians(B1), 4, 256))
+    assert order == ['K0', 'KA', 'KT', 'KT+P', 'KX', 'D']
+    # T50 | T90 | CPU to T90 | CPU per GiB | T90 vs KX | T90 vs K0 | CPU vs KX | CPU vs K0 | runs
+    # D: 2.5 / 2.14 = 1.168; 2.5 / (> 25) < 0.10; 1.0 / 24 = 0.042; 1.0 / (> 4.0) < 0.25
+    assert rows['D'] == ['1.20 s', '2.50 s', '1.00', '1.00', '1.17x', '< 0.10x', '0.04x', '< 0.25x', '3']
+    # KX: 2.14 / (> 25) < 0.0856; 24 / (> 4) < 6
+    assert rows['KX'] == ['1.10 s', '2.14 s', '24.00', '18.00', '1.00x', '< 0.09x', '1.00x', '< 6.00x', '3']
+    # K0: 25 / 2.14 = 11.7; against itself both sides are bounds: unknown; 4 / 24 = 0.167
+    assert rows['K0'] == ['9.00 s', '> 25 s (65% saved at the cap)', '> 4.00', 'n/a', '> 12x', 'n/a', '> 0.17x', 'n/a', '2']
+    assert rows['KA'] == ['7.00 s', '> 25 s (83% saved at the cap)', '> 6.00', 'n/a', '> 12x', 'n/a', '> 0.25x', 'n/a', '3']
+    # KT: 24 / 2.14 = 11.2; 24 / (> 25) < 0.96; 6 / 24 = 0.25; 6 / (> 4) < 1.5
+    assert rows['KT'] == ['11.0 s', '24.0 s', '6.00', '3.50', '11x', '< 0.96x', '0.25x', '< 1.50x', '3']
+    # KT+P: 23 / 2.14 = 10.7; 7.5 / 24 = 0.3125
+    assert rows['KT+P'] == ['12.5 s', '> 23 s (88% saved at the cap)', '> 7.50', 'n/a', '> 11x', 'n/a', '> 0.31x', 'n/a', '2']
+
+
+def test_b1_table_without_kx_or_k0_and_for_another_size():
+    runs = [b1_run('D', 1.0, 2.0, 1.0, 1.0), b1_run('KT', 10.0, 20.0, 5.0, 2.0), b1_run('D', 1.0, 3.0, 1.0, 1.0, guests=8)]
+    medians = report.b1_medians(runs)
+    rows, order = table_rows(report.b1_table(medians, 4, 256))
+    assert order == ['KT', 'D']
+    assert rows['D'][4:8] == ['n/a', 'n/a', 'n/a', 'n/a']
+    rows, order = table_rows(report.b1_table(medians, 8, 256))
+    assert order == ['D'] and rows['D'][1] == '3.00 s'
+    assert table_rows(report.b1_table(medians, 2, 64))[1] == []
+
+
+# b2_table
+
+def test_b2_table_cells_and_row_order():
+    rows, order = table_rows(report.b2_table(B2))
+    assert order == ['K0', 'KA', 'KT', 'KX', 'D']
+    # idle CPU % | idle saved | churn CPU % | churn saved | idle vs KX | idle vs K0 | churn vs KX | churn vs K0 | saved vs KX
+    # D: 0.5 / 40 = 0.0125; 0.5 / 2 = 0.25; 4.1 / 50 = 0.082; 4.1 / 2.5 = 1.64; saved 0.95 / 0.97 = 0.979
+    assert rows['D'] == ['0.500', '99.0%', '4.100', '95.0%', '0.01x', '0.25x', '0.08x', '1.64x', '0.98x']
+    assert rows['KX'] == ['40.000', '99.5%', '50.000', '97.0%', '1.00x', '20x', '1.00x', '20x', '1.00x']
+    assert rows['K0'] == ['2.000', '99.0%', '2.500', '60.0%', '0.05x', '1.00x', '0.05x', '1.00x', '0.62x']
+    # KT's idle window had no samples
+    assert rows['KT'] == ['n/a', 'n/a', '3.000', '50.0%', 'n/a', 'n/a', '0.06x', '1.20x', '0.52x']
+
+
+def test_b2_table_without_kx():
+    rows, order = table_rows(report.b2_table([b2_run('D', window(0.5, 0.99), window(4.1, 0.95))]))
+    assert order == ['D']
+    assert rows['D'][4:] == ['n/a'] * 5
+
+
+# b3
+
+def test_b3_medians_and_table():
+    medians = report.b3_medians(B3)
+    assert medians['D'] == {'runs': 3, 't90': 1.2, 'cpu_t90': 0.12, 'fraction_at_end': 0.91}
+    k0 = medians['K0']
+    assert isinstance(k0['t90'], Censored) and float(k0['t90']) == 12.0
+    assert isinstance(k0['cpu_t90'], Censored) and float(k0['cpu_t90']) == 0.5
+    assert k0['fraction_at_end'] == pytest.approx(0.4)
+    rows, order = table_rows(report.b3_table(medians))
+    assert order == ['K0', 'KX', 'D']
+    # T90 | CPU until then | T90 vs KX | T90 vs K0 | CPU vs KX | CPU vs K0 | runs
+    # D: 1.2 / 1.4 = 0.857; 1.2 / (> 12) < 0.1; 0.12 / 6 = 0.02; 0.12 / (> 0.5) < 0.24
+    assert rows['D'] == ['1.20 s', '0.12', '0.86x', '< 0.10x', '0.02x', '< 0.24x', '3']
+    # K0: 12 / 1.4 = 8.57; 0.5 / 6 = 0.083
+    assert rows['K0'] == ['> 12 s (40% merged at the cap)', '> 0.50', '> 8.57x', 'n/a', '> 0.08x', 'n/a', '2']
+    assert rows['KX'] == ['1.40 s', '6.00', '1.00x', '< 0.12x', '1.00x', '< 12x', '3']
+
+
+# checks
+
+def test_checks_from_the_runs():
+    out = report.checks(report.b1_medians(B1), B2, [SIZE])
+    assert out == [
+        (True, 'N=4 G=256 MiB: D reaches T90 within 1.5x of KX: D/KX = 1.17x'),
+        # K0 and KA capped at 25 s = 10x D's 2.5 s
+        (True, 'N=4 G=256 MiB: D reaches T90 at least 10x sooner than K0: K0/D = > 10x'),
+        (True, 'N=4 G=256 MiB: D reaches T90 at least 10x sooner than KA: KA/D = > 10x'),
+        # KT finished at 24 s: 9.6x
+        (False, 'N=4 G=256 MiB: D reaches T90 at least 10x sooner than KT: KT/D = 9.60x'),
+        # KT+P: more than 23 s, more than 9.2x: could still be 10x
+        (None, 'N=4 G=256 MiB: D reaches T90 at least 10x sooner than KT+P: KT+P/D = > 9.20x'),
+        # 0.5 <= 1.0 * 1.05 + 0.01; 4.1 <= 4.0 * 1.05 + 0.01 = 4.21
+        (True, 'B2 idle: D uses no more ksmd CPU than KA: 0.500% vs 1.000%'),
+        (True, 'B2 churn: D uses no more ksmd CPU than KA: 4.100% vs 4.000%'),
+        # D 1.0 + 0.3 + 2.46 = 3.76, KX 24 + 24 + 30 = 78: 4.8 %
+        (True, "B1+B2 (N=4 G=256 MiB): D spends a small fraction of KX's ksmd CPU: 3.8 vs 78.0 CPU-s (4.8%)"),
+    ]
+
+
+def test_checks_b2_missed_against_ka():
+    b2 = [b2_run('D', window(1.2, 0.99), window(4.3, 0.95)), b2_run('KA', window(1.0, 0.99), window(4.0, 0.9))]
+    # 1.2 > 1.0 * 1.05 + 0.01 = 1.06; 4.3 > 4.21
+    assert report.checks({}, b2, [SIZE]) == [
+        (False, 'B2 idle: D uses no more ksmd CPU than KA: 1.200% vs 1.000%'),
+        (False, 'B2 churn: D uses no more ksmd CPU than KA: 4.300% vs 4.000%'),
+    ]
+    # no KA run: no B2 check; a phase without samples: no line for it
+    assert report.checks({}, b2[:1], [SIZE]) == []
+    b2[0]['idle'] = None
+    assert [ok for ok, text in report.checks({}, b2, [SIZE])] == [False]
+
+
+def cell(t90, cpu_t90=1.0):
+    return {'t90': t90, 'cpu_t90': cpu_t90}
+
+
+def verdicts(b1, sizes=(SIZE,)):
+    return [(ok, text.split(': ', 1)[1]) for ok, text in report.checks(b1, [], list(sizes))]
+
+
+def test_checks_d_within_one_and_a_half_of_kx():
+    def one(d, kx):
+        return verdicts({SIZE + ('D',): cell(d), SIZE + ('KX',): cell(kx)})[0]
+    assert one(3.0, 2.0) == (True, 'D reaches T90 within 1.5x of KX: D/KX = 1.50x')
+    assert one(4.0, 2.0) == (False, 'D reaches T90 within 1.5x of KX: D/KX = 2.00x')
+    # KX capped: D/KX below a bound
+    assert one(2.0, Censored(180.0))[0] is True
+    assert one(40.0, Censored(20.0)) == (None, 'D reaches T90 within 1.5x of KX: D/KX = < 2.00x')
+    # D capped: D/KX above a bound
+    assert one(Censored(180.0), 2.0) == (False, 'D reaches T90 within 1.5x of KX: D/KX = > 90x')
+    assert one(Censored(20.0), 18.0)[0] is None
+    assert one(Censored(180.0), Censored(180.0)) == (None, 'D reaches T90 within 1.5x of KX: D/KX = n/a')
+    # nothing to compare without KX
+    assert verdicts({SIZE + ('D',): cell(2.0)}) == []
+
+
+def test_checks_ten_times_sooner_than_censored_slow_policies():
+    def one(slow, d=2.5):
+        return verdicts({SIZE + ('D',): cell(d), SIZE + ('K0',): cell(slow)})[0]
+    assert one(25.0) == (True, 'D reaches T90 at least 10x sooner than K0: K0/D = 10x')
+    assert one(24.9)[0] is False
+    assert one(Censored(25.0)) == (True, 'D reaches T90 at least 10x sooner than K0: K0/D = > 10x')
+    # a cap a hair below 10x D's median (the float arithmetic of the cap) still counts
+    assert one(Censored(24.9))[0] is True
+    # capped at max_cap below 10x D (D's median T90 30 s, cap 180 s): more than 6x is not decided
+    assert one(Censored(180.0), 30.0) == (None, 'D reaches T90 at least 10x sooner than K0: K0/D = > 6.00x')
+    # D capped, the slow policy finished: K0/D below a bound under 10
+    assert one(20.0, Censored(180.0))[0] is False
+    assert one(Censored(25.0), Censored(180.0)) == (None, 'D reaches T90 at least 10x sooner than K0: K0/D = n/a')
+
+
+def test_checks_cpu_share_with_censored_cpu():
+    b2 = [b2_run('D', window(0.5, 0.99), window(4.1, 0.95)), b2_run('KX', window(40.0, 0.995), window(50.0, 0.97))]
+
+    def share(d_cpu, kx_cpu):
+        b1 = {SIZE + ('D',): cell(2.5, d_cpu), SIZE + ('KX',): cell(2.0, kx_cpu)}
+        return [ok for ok, text in report.checks(b1, b2, [SIZE]) if text.startswith('B1+B2')]
+    assert share(1.0, 24.0) == [True]
+    # D 20 + 2.76 = 22.76 of KX's 78: 29 %
+    assert share(20.0, 24.0) == [False]
+    # D's CPU is a lower bound: the share may be larger
+    assert share(Censored(1.0), 24.0) == [None]
+    assert share(Censored(20.0), 24.0) == [False]
+    # KX's CPU is a lower bound: the share may be smaller
+    assert share(20.0, Censored(24.0)) == [None]
+    assert share(1.0, Censored(24.0)) == [True]
+    # the share needs B2 idle and churn of both
+    b2[1]['churn'] = None
+    assert share(1.0, 24.0) == []
+
+
+# document.render
+
+MACHINE = {'cpu': 'Test CPU 3000', 'cores': 8, 'memory_gib': 31.3, 'kernel': '6.1.0-test', 'os': 'Debian GNU/Linux 12 (bookworm)',
+           'hypervisor': 'kvm', 'load_before': (0.5, 0.25, 0.1), 'python': '3.11.2'}
+
+
+def realism_run(policy, t90, cpu_t90, tag=None):
+    run = b1_run(policy, t90 / 2, t90, cpu_t90, 1.0, cap=180.0, guests=3, mib=256, tag=tag)
+    run.update({'bench': 'realism', 'memory_mib': 256, 'boot_seconds': 4.0, 'resident_pages': 150000,
+                'reference_pages': 51200, 'plateau_pages': 51200, 'raw': []})
+    return run
+
+
+def result(**parts):
+    out = {'b1': [], 'b2': [], 'b3': [], 'realism': [], 'skipped': [], 'wall_seconds': {'b1': 600.0, 'total': 900.0},
+           'machine': dict(MACHINE), 'started': '2026-01-02T03:04:05+00:00', 'finished': '2026-01-02T03:19:05+00:00',
+           'profile': 'default', 'daemon_defaults_overridden': {},
+           'settings': {'repeats': 3, 'cap_factor': 10.0, 'min_cap': 20.0, 'max_cap': 180.0, 'b3_settle': 5.0},
+           'policies': dict((name, 'the %s policy' % name) for name in report.ORDER)}
+    out.update(parts)
+    return out
+
+
+def test_render_everything():
+    realism = [realism_run('KX', 5.0, 20.0), realism_run('D', 4.0, 1.0), realism_run('K0', 60.0, 3.0)]
+    text = document.render(result(b1=B1, b2=B2, b3=B3, realism=realism, skipped=['KT+P: ksmtuned is not installed'],
+                                  daemon_defaults_overridden={'scan_pages': '400'}), [SIZE], 'benchmarks.png')
+    lines = text.split('\n')
+    assert lines[0] == '# pagefusiond benchmark results'
+    assert ('Run 2026-01-02T03:04:05+00:00 to 2026-01-02T03:19:05+00:00, default profile, on: Test CPU 3000, 8 cores, '
+            '31.3 GiB, kernel 6.1.0-test, Debian GNU/Linux 12 (bookworm) (a kvm virtual machine); load average before the '
+            'start 0.50, 0.25, 0.10.') in lines
+    assert 'Wall time: b1 10.0 min, total 15.0 min.' in lines
+    assert '- **KT+P**: the KT+P policy' in lines
+    assert "**D ran with overrides of its defaults:** {'scan_pages': '400'}" in lines
+    assert '3 runs a cell, the median is reported.' in text
+    headings = [line for line in lines if line.startswith('#')]
+    assert headings == ['# pagefusiond benchmark results', '## Policies', '## Method', '## B1: cold start',
+                        '### N=4 guests, G=256 MiB', '## B2: steady state', '## B3: a newcomer joins',
+                        '## Realism: real TCG guests', '## What good looks like (BENCHMARKS.md)', '## Skipped',
+                        '## Saved fraction over time']
+    assert report.b1_table(report.b1_medians(B1), 4, 256) in text
+    assert report.b2_table(B2) in text
+    assert report.b3_table(report.b3_medians(B3)) in text
+    assert 'N=4, G=256 MiB. After convergence (saved >= 99% of achievable): 60 s idle, then 60 s of churn: each guest rewrites ' \
+        '655 pages/s (1% of G), 20% of the writes land on S pages' in text
+    assert 'Three guests of 256 MiB merged' in text and '5 s steady' in text
+    assert '3 guests of 256 MiB under QEMU TCG' in text and '(51200 pages, 200 MiB; the guests had 150000 pages resident)' in text
+    assert 'D/KX for T90: synthetic (N=4, G=256 MiB) 1.17x, real guests 0.80x.' in lines
+    assert '- met: N=4 G=256 MiB: D reaches T90 within 1.5x of KX: D/KX = 1.17x' in lines
+    assert '- **missed:** N=4 G=256 MiB: D reaches T90 at least 10x sooner than KT: KT/D = 9.60x' in lines
+    assert '- unknown: N=4 G=256 MiB: D reaches T90 at least 10x sooner than KT+P: KT+P/D = > 9.20x' in lines
+    assert lines[lines.index('## Skipped') + 2] == '- KT+P: ksmtuned is not installed'
+    assert '![saved fraction over time per policy](benchmarks.png)' in lines
+
+
+def test_render_b1_only_without_png():
+    sizes = [SIZE, (8, 256)]
+    b1 = B1 + [b1_run('D', 1.0, 3.0, 1.0, 1.0, guests=8), b1_run('KX', 1.0, 2.0, 20.0, 10.0, guests=8)]
+    machine = dict(MACHINE, hypervisor='none')
+    text = document.render(result(b1=b1, machine=machine), sizes, None)
+    lines = text.split('\n')
+    assert '(a ' not in text  # no virtual machine named
+    headings = [line for line in lines if line.startswith('#')]
+    assert headings == ['# pagefusiond benchmark results', '## Policies', '## Method', '## B1: cold start',
+                        '### N=4 guests, G=256 MiB', '### N=8 guests, G=256 MiB', '## What good looks like (BENCHMARKS.md)']
+    assert 'overrides of its defaults' not in text
+    assert '![' not in text
+    assert '- met: N=8 G=256 MiB: D reaches T90 within 1.5x of KX: D/KX = 1.50x' in lines
+    # JSON gives sizes as lists
+    assert document.render(result(b1=b1, machine=machine), [list(s) for s in sizes], None) == text
+
+
+def test_render_b2_only_and_nothing():
+    b2 = [b2_run('D', window(0.5, 0.99), window(4.1, 0.95)), b2_run('KA', window(1.0, 0.99), window(4.0, 0.9))]
+    text = document.render(result(b2=b2), [SIZE], None)
+    headings = [line for line in text.split('\n') if line.startswith('#')]
+    assert headings == ['# pagefusiond benchmark results', '## Policies', '## Method', '## B2: steady state',
+                        '## What good looks like (BENCHMARKS.md)']
+    assert '- met: B2 churn: D uses no more ksmd CPU than KA: 4.100% vs 4.000%' in text
+    text = document.render(result(machine={}, skipped=['KT: ksmtuned is not installed']), [SIZE], 'x.png')
+    headings = [line for line in text.split('\n') if line.startswith('#')]
+    assert headings == ['# pagefusiond benchmark results', '## Policies', '## Method', '## Skipped', '## Saved fraction over time']
+    assert 'on: None, None cores, None GiB, kernel None, None; load average before the start .' in text
+
+
+# plot
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip('matplotlib')
+    realism = [realism_run('KX', 5.0, 20.0), realism_run('D', 4.0, 1.0)]
+    path = tmp_path / 'benchmarks.png'
+    report.plot(str(path), B1, [SIZE], realism, B2)
+    data = path.read_bytes()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n'
+    assert len(data) > 20000
+
+
+def test_plot_b1_only(tmp_path):
+    pytest.importorskip('matplotlib')
+    path = tmp_path / 'b1.png'
+    report.plot(str(path), [b1_run('D', 1.0, 2.0, 1.0, 1.0), b1_run('KX', 1.0, 2.0, 20.0, 10.0)], [SIZE])
+    data = path.read_bytes()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n'
+    assert len(data) > 10000
+
+
+def test_measure_is_the_one_report_uses():
+    assert report.measure is measure
+    assert report.Censored is measure.Censored
