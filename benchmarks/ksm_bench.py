@@ -6,9 +6,10 @@ effort (KX), as ../shared/BENCHMARKS.md defines it: B1 cold start, B2 steady sta
 with real TCG guests. Root only; it drives the machine's real KSM (under /tmp/pagefusion-ksm.lock) and puts every
 knob back at the end.
 
-    ./dev bench ksm                 # the default profile; writes docs/benchmarks.md, docs/benchmarks.png, docs/benchmarks.json
-    ./dev bench ksm --quick         # CI: a small B1 only, into .build/bench-quick/
-    ./dev bench ksm --b2-phase 300  # B2 with BENCHMARKS.md's 5-minute phases
+    ./dev bench                     # everything (about 70 min); writes docs/benchmarks.md, .png and .json
+    ./dev bench --quick             # CI: a small B1 only (under a minute), into .build/bench-quick/
+    ./dev bench --b2-phase 60       # B2 with 1-minute phases instead of BENCHMARKS.md's 5 (about 40 min)
+    ./dev bench --parts b3 --merge  # re-run one part, keep the others from docs/benchmarks.json
 
 Slow policies are measured up to a cap of ``--cap-factor`` (10) times D's median T90 at the same size: enough to
 decide "D reaches T90 at least 10x sooner", and a run stopped there counts as "not reached" (``> cap``). Once more
@@ -195,9 +196,11 @@ class Bench(object):
 
     def timed(self, part, func):
         start = time.monotonic()
+        self.result[part] = []
         func()
         self.result['wall_seconds'][part] = round(time.monotonic() - start, 1)
         log('%s done in %.1f min' % (part, (time.monotonic() - start) / 60))
+        write_outputs(self.args, self.result)  # a later part failing keeps this one (see --merge)
 
 
 def parse_size(text):
@@ -209,21 +212,23 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--quick', action='store_true', help='CI: B1 only, N=2 G=64 MiB, one run per policy, no KT+P')
     parser.add_argument('--out', help='directory for benchmarks.md/.png/.json (default docs/, or .build/bench-quick with --quick)')
-    parser.add_argument('--parts', default=None, help='comma list of b1,b2,b3,realism (default all; --quick: b1)')
+    parser.add_argument('--parts', default=None, help='comma list of b1,b3,realism,b2 (default all, in that order; --quick: b1)')
     parser.add_argument('--policies', default=','.join(policies.ORDER), help='comma list (default %(default)s)')
     parser.add_argument('--sizes', default=None, help='B1 sizes as NxMIB, comma list (default 4x256,4x512,8x256); B2/B3 use the first')
     parser.add_argument('--repeats', type=int, default=None, help='runs per cell, median reported (default 3)')
     parser.add_argument('--cap-factor', type=float, default=10.0, help="slow policies' cap, in multiples of D's median T90")
     parser.add_argument('--min-cap', type=float, default=20.0)
     parser.add_argument('--max-cap', type=float, default=180.0)
-    parser.add_argument('--b2-phase', type=int, default=60, help='seconds of each B2 phase (BENCHMARKS.md: 300)')
-    parser.add_argument('--b2-policies', default='K0,KA,KT,KX,D')
+    parser.add_argument('--b2-phase', type=int, default=300, help='seconds of each B2 phase (default: BENCHMARKS.md\'s 5 minutes)')
+    parser.add_argument('--b2-policies', default='K0,KA,KX,D', help='default %(default)s (KT: add it; it stops ksmd after 60 s)')
     parser.add_argument('--b3-policies', default='K0,KA,KT,KX,D')
     parser.add_argument('--b3-settle', type=float, default=5.0, help='seconds the 3 merged guests stay steady before the newcomer')
     parser.add_argument('--churn', type=float, default=0.01, help="B2 churn: share of each guest's pages rewritten per second")
     parser.add_argument('--s-hits', type=float, default=0.2, help='share of the churn writes that land on S pages (break sharing)')
     parser.add_argument('--converge-cap', type=float, default=60.0, help='longest wait for convergence before B2/B3 start')
     parser.add_argument('--daemon-set', action='append', default=[], metavar='KEY=VALUE', help='pagefusiond config for D (tuning)')
+    parser.add_argument('--merge', action='store_true',
+                        help='keep the parts not run now from the existing benchmarks.json in --out (re-run one part)')
     parser.add_argument('--assert-d', action='store_true', help='exit 1 unless D and KX reached T90 in every B1 run (CI)')
     args = parser.parse_args(argv)
     args.policies = [p.strip() for p in args.policies.split(',') if p.strip()]
@@ -241,7 +246,7 @@ def parse_args(argv):
         args.min_cap = min(args.min_cap, 10.0)
     args.sizes = [parse_size(s) for s in (args.sizes or '4x256,4x512,8x256').split(',')]
     args.repeats = args.repeats or 3
-    args.parts = [p for p in (args.parts or 'b1,b2,b3,realism').split(',') if p]
+    args.parts = [p for p in (args.parts or 'b1,b3,realism,b2').split(',') if p]  # the long B2 last
     args.out = args.out or os.path.join(kernel.REPO, 'docs')
     return args
 
@@ -269,16 +274,31 @@ def render(result, args, png):
     return document.render(result, args.sizes, png)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt('signal %d' % signum)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if os.geteuid() != 0:
         sys.stderr.write('ksm_bench: run as root: it drives the machine\'s KSM\n')
         return 2
     kern = kernel.Kernel()
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt('SIGTERM')))
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout unwinds like Ctrl-C: guests, policies and KSM are cleaned up
     lock = kernel.lock()
     snapshot = kern.snapshot()
     bench = Bench(args, kern)
+    if args.merge:
+        try:
+            with open(os.path.join(args.out, 'benchmarks.json')) as handle:
+                old = json.load(handle)
+            for part in ('b1', 'b2', 'b3', 'realism'):
+                if part not in args.parts:
+                    bench.result[part] = old.get(part, [])
+                    if part in old.get('wall_seconds', {}):
+                        bench.result['wall_seconds'][part] = old['wall_seconds'][part]
+        except (IOError, OSError, ValueError) as err:
+            log('--merge: nothing to merge (%s)' % err)
     started = datetime.datetime.now(datetime.timezone.utc)
     bench.result.update({'machine': machine(), 'started': started.isoformat(timespec='seconds'),
                          'profile': 'quick' if args.quick else 'default',
@@ -297,7 +317,7 @@ def main(argv=None):
         if lock:
             lock.close()
     total = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
-    bench.result['wall_seconds']['total'] = round(total, 1)
+    bench.result['wall_seconds']['total'] = round(sum(v for k, v in bench.result['wall_seconds'].items() if k != 'total'), 1)
     bench.result['finished'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
     text = write_outputs(args, bench.result)
     sys.stdout.write(text)

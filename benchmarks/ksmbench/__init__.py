@@ -6,5 +6,5 @@
 Modules: ``kernel`` (KSM access, reset, ksmd CPU), ``measure`` (traces, T50/T90, censored medians),
 ``workload`` (synthetic guests, memory pressure, real TCG guests), ``policies`` (K0, KA, KT, KX, D),
 ``scenarios`` (B1, B2, B3, realism), ``report`` (Markdown tables and the PNG plot).
-Run it with ``./dev bench ksm`` (see benchmarks/ksm_bench.py).
+Run it with ``./dev bench`` (see benchmarks/ksm_bench.py).
 """

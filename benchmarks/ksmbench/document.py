@@ -19,7 +19,7 @@ def render(result, sizes, png):
     s = result['settings']
     wall = result['wall_seconds']
     lines = ['# pagefusiond benchmark results', '',
-             '<!-- written by benchmarks/ksm_bench.py; do not edit by hand: run `./dev bench ksm` -->', '',
+             '<!-- written by benchmarks/ksm_bench.py; do not edit by hand: run `./dev bench` -->', '',
              'Run %s to %s, %s profile, on: %s.' % (result['started'], result.get('finished'), result['profile'],
                                                     _machine(result['machine'])), '',
              'Wall time: %s.' % ', '.join('%s %.1f min' % (k, v / 60.0) for k, v in sorted(wall.items())), '',
@@ -55,8 +55,10 @@ def render(result, sizes, png):
                   'N=%d, G=%d MiB. After convergence (saved >= 99%% of achievable): %d s idle, then %d s of churn: each guest '
                   'rewrites %d pages/s (1%% of G), %d%% of the writes land on S pages (same bytes: only the sharing breaks), '
                   'the rest put random data into V pages. K0, KA and KT start from the merged state KX\'s knobs reach '
-                  '(their own convergence takes minutes; B1 measures it). BENCHMARKS.md asks for 5-minute phases: '
-                  'run `./dev bench ksm --parts b2 --b2-phase 300` for those.' % (
+                  '(their own convergence takes minutes; B1 measures it). "saved" is what ksmd\'s counters say '
+                  '(pages_sharing + ksm_zero_pages) and, after the slash, the real saving from the guests\' Rss - Pss: the '
+                  'counters only notice a page whose sharing a write broke when ksmd visits it again (and then usually merge '
+                  'it at once), so under churn they show sharing that is not there.' % (
                       b2['guests'], b2['mib'], b2['phase_seconds'], b2['phase_seconds'], b2['churn_pages_per_s'],
                       round(100 * b2['s_hits'])), '',
                   report.b2_table(result['b2']), '']

@@ -243,6 +243,18 @@ def test_b2_table_cells_and_row_order():
     assert rows['KT'] == ['n/a', 'n/a', '3.000', '50.0%', 'n/a', 'n/a', '0.06x', '1.20x', '0.52x']
 
 
+def test_b2_table_shows_and_compares_the_real_saving():
+    d = b2_run('D', window(0.5, 0.99), window(4.1, 0.95))
+    kx = b2_run('KX', window(40.0, 0.995), window(50.0, 0.97))
+    d['churn']['actual_saved_fraction'] = 0.80
+    kx['churn']['actual_saved_fraction'] = 0.96
+    rows, dummy = table_rows(report.b2_table([kx, d]))
+    assert rows['D'][3] == '95.0% / 80.0%'
+    assert rows['D'][1] == '99.0%'
+    # the last column compares the real savings: 0.80 / 0.96 = 0.83
+    assert rows['D'][-1] == '0.83x'
+
+
 def test_b2_table_without_kx():
     rows, order = table_rows(report.b2_table([b2_run('D', window(0.5, 0.99), window(4.1, 0.95))]))
     assert order == ['D']
