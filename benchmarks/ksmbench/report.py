@@ -233,9 +233,9 @@ def plot(path, b1_runs, b1_sizes, realism_runs=None, b2_runs=None):
         panels.append(('B2 steady: idle, then churn (N=%d, G=%d MiB); real saving (Rss - Pss)' % (b2_runs[0]['guests'], b2_runs[0]['mib']),
                        dict((r['policy'], r.get('actual') or r['trace']) for r in b2_runs)))
     colours = {'K0': '#7f7f7f', 'KA': '#9467bd', 'KT': '#8c564b', 'KT+P': '#e377c2', 'KX': '#d62728', 'D': '#1f77b4'}
-    columns = 2
+    columns = 1 if len(panels) == 1 else 2
     rows = (len(panels) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(12, 4.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns + (1 if columns == 1 else 0), 4.2 * rows), squeeze=False)
     for index, (title, series) in enumerate(panels):
         axis = axes[index // columns][index % columns]
         steady = title.startswith('B2')
@@ -247,6 +247,7 @@ def plot(path, b1_runs, b1_sizes, realism_runs=None, b2_runs=None):
                       linewidth=2.2 if name == 'D' else 1.4)
         if not steady:
             axis.set_xscale('log')
+            axis.set_xlim(left=0.1)
         axis.set_title(title, fontsize=10)
         axis.set_xlabel('seconds since t0' + ('' if steady else ' (log scale)'))
         axis.set_ylabel('saved, % of achievable')

@@ -120,7 +120,7 @@ def b2(kern, policy_name, guests, mib, phase_seconds, churn_share, s_hits, conve
             result[phase]['actual_saved_fraction'] = got['saved_fraction']
     result['actual'] = [[t, round(pages / achievable, 4)] for t, pages in actual]
     result['achievable_pages'] = load.achievable(False)
-    result['trace'] = _thin(trace.samples, 0.5)
+    result['trace'] = _thin(trace.samples, 2.0, log_spaced=False)
     return result
 
 
@@ -168,14 +168,14 @@ def b3(kern, policy_name, mib, cap, settle_seconds, converge_cap, fast_forward, 
     return result
 
 
-def _thin(samples, every=0.25):
-    """Keep a sample every ``every`` seconds (plus the last) for the JSON and the plot: t, fraction, cpu."""
+def _thin(samples, every=0.05, log_spaced=True):
+    """Samples for the JSON and the plot (t, fraction, cpu): one every ``every`` s (or 5 % of t when ``log_spaced``), plus the last."""
     kept = []
     next_t = 0.0
     for row in samples:
         if row[0] >= next_t:
             kept.append([row[0], round(row[2], 4), row[3]])
-            next_t = row[0] + every
+            next_t = row[0] + (max(every, 0.05 * row[0]) if log_spaced else every)
     if samples and (not kept or kept[-1][0] != samples[-1][0]):
         kept.append([samples[-1][0], round(samples[-1][2], 4), samples[-1][3]])
     return kept

@@ -132,6 +132,8 @@ def _fmt(number):
 
 OPTIONS = dict((o.name, o) for o in (
     Option('interval', 'float', 2.0, 'seconds between control steps in the idle and steady phases', 0.1, 3600.0),
+    Option('watch_interval', 'float', 0.5,
+           'between those steps, seconds between cheap looks for new mergeable processes (0: off)', 0.0, 3600.0),
     Option('boost_interval', 'float', 0.25, 'seconds between control steps in the boost and settle phases', 0.05, 60.0),
     Option('boost_pass_seconds', 'float', 0.1, 'seconds one full pass over the mergeable pages should take while boosting', 0.1, 3600.0),
     Option('boost_sleep_millisecs', 'int', 5, 'sleep_millisecs while boosting', 0, 1000),
@@ -266,6 +268,7 @@ class ProcessWatcher(object):
         self.proc_root = proc_root
         self.page_size = page_size or _ksm.system_page_size()
         self.known = {}  # pid -> {'rss': resident pages at the last smaps read, 'pages': estimate}
+        self.seen = set()  # every pid the last scan looked at
         self.available = True
         self.exact = True
         self.notes = set()  # conditions the controller logs once
@@ -294,7 +297,9 @@ class ProcessWatcher(object):
         new = []
         seen_stat = False
         exact = True
-        for pid in self._pids():
+        pids = self._pids()
+        self.seen = set(pids)
+        for pid in pids:
             stat = _ksm.read_process_ksm(pid, self.proc_root)
             if stat is None or stat.get('source') != 'ksm_stat':
                 continue
@@ -335,6 +340,31 @@ class ProcessWatcher(object):
         self.known = dict((pid, {'rss': e['rss'], 'pages': e['pages']}) for pid, e in found.items())
         pages = sum(max(e['pages'], e['stat'].get('rmap_items') or 0) for e in found.values())
         return {'processes': found, 'pages': pages, 'new': new}
+
+
+    def spot(self, threshold_pages):
+        """A cheap look between scans: why a step should run now, or None.
+
+        Reads only the resident size of the known mergeable processes and the ksm_stat of pids the last
+        scan did not see, so it can run every fraction of a second. Finds a new process with mergeable
+        memory (kernels whose ksm_stat says ``ksm_mergeable``), or known ones grown by ``threshold_pages``.
+        """
+        if not self.available or not self.exact:
+            return None
+        grown = 0
+        for pid in self._pids():
+            entry = self.known.get(pid)
+            if entry is not None:
+                resident = self._resident(pid)
+                if resident is not None:
+                    grown += max(0, resident - entry['rss'])
+            elif pid not in self.seen:
+                stat = _ksm.read_process_ksm(pid, self.proc_root)
+                if stat is not None and stat.get('mergeable'):
+                    return 'new mergeable process %d' % pid
+        if grown >= max(threshold_pages, 1):
+            return 'mergeable processes grew by %d MiB' % (grown * self.page_size // 1048576)
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,8 +442,15 @@ class Controller(object):
             self.fresh_phase = True
 
     def wake(self, reason):
-        """Something (a libvirt event) says new mergeable memory may be coming: look now."""
+        """Something (a libvirt event, a spotted process) says new mergeable memory may be coming: look now."""
         self.wake_reason = reason
+
+    def spot(self):
+        """The watcher's cheap look for new mergeable memory (see :meth:`ProcessWatcher.spot`)."""
+        spot = getattr(self.watcher, 'spot', None)
+        if spot is None:
+            return None
+        return spot(int(self.config['new_memory_threshold_mib'] * 1024 * 1024 // self.ksm.page_size))
 
     # -- snapshot / restore ---------------------------------------------------------------
 
@@ -940,6 +977,27 @@ class Daemon(object):
             return self.config['boost_interval']
         return self.config['interval']
 
+    def pause(self):
+        """Wait for the next step: the interval, cut short by a wake-up (signal, libvirt event) or, in the idle and
+        steady phases, by new mergeable memory the watcher spots every ``watch_interval`` seconds."""
+        interval = self.interval()
+        watch = self.config.get('watch_interval') or 0
+        if not watch or self.controller.phase not in ('idle', 'steady'):
+            self.wake_event.wait(interval)
+            self.wake_event.clear()
+            return
+        waited = 0.0
+        while waited < interval and not self.stopping:
+            slice_seconds = min(watch, interval - waited)
+            if self.wake_event.wait(slice_seconds):
+                break
+            waited += slice_seconds
+            reason = self.controller.spot()
+            if reason:
+                self.controller.wake(reason)
+                break
+        self.wake_event.clear()
+
     def run_step(self):
         state = self.controller.step()
         self.write_outputs(state)
@@ -972,8 +1030,7 @@ class Daemon(object):
                 self.run_step()
                 if self.stopping:
                     break
-                self.wake_event.wait(self.interval())
-                self.wake_event.clear()
+                self.pause()
         finally:
             self.shutdown()
         return EXIT_OK

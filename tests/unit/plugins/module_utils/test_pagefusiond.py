@@ -793,3 +793,83 @@ def test_role_defaults_are_the_daemon_defaults():
                                'restore_on_exit', 'steady_max_cpu_percent', 'steady_mode', 'steady_pass_seconds', 'use_zero_pages']
     for key, value in exposed.items():
         assert pfd.OPTIONS[key].parse(str(value).lower() if isinstance(value, bool) else str(value)) == pfd.DEFAULTS[key], key
+
+
+# ---------------------------------------------------------------------------------------------
+# watching between steps
+
+
+class NeverWoken(object):
+    """Stands in for the wake event: every wait times out at once and counts."""
+
+    def __init__(self):
+        self.waits = []
+
+    def wait(self, timeout):
+        self.waits.append(timeout)
+        return False
+
+    def set(self):
+        pass
+
+    def clear(self):
+        pass
+
+
+def test_watcher_spots_a_new_mergeable_process_but_not_an_unmergeable_one(tmp_path):
+    h = Harness(tmp_path)
+    h.kernel.add_process(1501, mib=64)
+    h.controller.watcher.scan()
+    assert h.controller.watcher.spot(8192) is None
+    h.kernel.add_process(1502, mib=64, mergeable=False)
+    assert h.controller.watcher.spot(8192) is None
+    h.kernel.add_process(1503, mib=64)
+    assert h.controller.watcher.spot(8192) == 'new mergeable process 1503'
+    h.controller.watcher.scan()  # the next scan knows it
+    assert h.controller.watcher.spot(8192) is None
+
+
+def test_watcher_spots_growth_of_known_processes(tmp_path):
+    h = Harness(tmp_path)
+    proc = h.kernel.add_process(1601, mib=64)
+    h.controller.watcher.scan()
+    proc.unique += 8192  # 32 MiB more resident
+    h.kernel._write_proc(proc)
+    assert h.controller.watcher.spot(8193) is None
+    assert h.controller.watcher.spot(8192) == 'mergeable processes grew by 32 MiB'
+
+
+def test_pause_in_steady_wakes_early_for_a_newcomer(tmp_path):
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'))
+    kernel = SimKernel(tmp_path)
+    for pid in (1701, 1702, 1703):
+        kernel.add_process(pid, mib=64)
+    waiter = NeverWoken()
+    daemon = pfd.Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter)
+    daemon.run_step()
+    daemon.controller.phase = 'steady'
+    daemon.pause()
+    # nothing new: the whole interval (2 s) in slices of watch_interval (0.5 s), then the step
+    assert waiter.waits == [0.5, 0.5, 0.5, 0.5]
+    assert daemon.controller.wake_reason is None
+    del waiter.waits[:]
+    kernel.add_process(1704, mib=64)
+    daemon.pause()
+    assert waiter.waits == [0.5]
+    assert daemon.controller.wake_reason == 'new mergeable process 1704'
+    state = daemon.run_step()
+    assert state['phase'] == 'boost'
+
+
+def test_pause_without_watching_waits_the_interval_once(tmp_path):
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'), watch_interval='0')
+    kernel = SimKernel(tmp_path)
+    kernel.add_process(1801, mib=64)
+    waiter = NeverWoken()
+    daemon = pfd.Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter)
+    daemon.run_step()
+    daemon.controller.phase = 'steady'
+    kernel.add_process(1802, mib=64)
+    daemon.pause()
+    assert waiter.waits == [2.0]
+    assert daemon.controller.wake_reason is None
