@@ -341,7 +341,6 @@ class ProcessWatcher(object):
         pages = sum(max(e['pages'], e['stat'].get('rmap_items') or 0) for e in found.values())
         return {'processes': found, 'pages': pages, 'new': new}
 
-
     def spot(self, threshold_pages):
         """A cheap look between scans: why a step should run now, or None.
 
