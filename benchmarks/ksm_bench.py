@@ -6,7 +6,7 @@ effort (KX), as ../shared/BENCHMARKS.md defines it: B1 cold start, B2 steady sta
 with real TCG guests. Root only; it drives the machine's real KSM (under /tmp/pagefusion-ksm.lock) and puts every
 knob back at the end.
 
-    ./dev bench                     # everything (about 70 min); writes docs/benchmarks.md, .png and .json
+    ./dev bench                     # everything (about 80 min); writes docs/benchmarks.md, .png and .json
     ./dev bench --quick             # CI: a small B1 only (under a minute), into .build/bench-quick/
     ./dev bench --b2-phase 60       # B2 with 1-minute phases instead of BENCHMARKS.md's 5 (about 40 min)
     ./dev bench --parts b3 --merge  # re-run one part, keep the others from docs/benchmarks.json
@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ksmbench import kernel, measure, policies, realism, report, scenarios, workload  # noqa: E402  pylint: disable=wrong-import-position
 
 SIZES = [(4, 256), (4, 512), (8, 256)]
+PARTS = ('b1', 'b3', 'realism', 'b2', 'b1long')
 FAST = ('D', 'KX')
 SLOW = ('K0', 'KA', 'KT', 'KT+P')
 
@@ -68,7 +69,7 @@ class Bench(object):
         self.args = args
         self.kern = kern
         self.overrides = dict(item.split('=', 1) for item in args.daemon_set)
-        self.result = {'b1': [], 'b2': [], 'b3': [], 'realism': [], 'wall_seconds': {}, 'skipped': []}
+        self.result = {'b1': [], 'b1long': [], 'b2': [], 'b3': [], 'realism': [], 'wall_seconds': {}, 'skipped': []}
 
     def wanted(self, name):
         return name in self.args.policies
@@ -135,6 +136,18 @@ class Bench(object):
                 finally:
                     if pressure is not None:
                         pressure.stop()
+
+    def b1long(self):
+        """The slow policies once each at the first size, up to --long-cap: their real T50/T90, not just a bound."""
+        guests, mib = self.args.sizes[0]
+        for name in SLOW:
+            if not self.wanted(name) or not self.usable(name):
+                continue
+            log('B1 to the end, %s: N=%d G=%d MiB, up to %.0f s' % (name, guests, mib, self.args.long_cap))
+            out = scenarios.b1(self.kern, name, guests, mib, self.args.long_cap, self.overrides, progress=log)
+            t90 = report.fmt_seconds(out['t90']) if out['t90'] is not None else 'not reached by %.0f s' % out['cap']
+            log('B1 to the end, %s: T50 %s, T90 %s' % (name, report.fmt_seconds(out['t50']), t90))
+            self.result['b1long'].append(out)
 
     # -- B2 -----------------------------------------------------------------------------
 
@@ -212,7 +225,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--quick', action='store_true', help='CI: B1 only, N=2 G=64 MiB, one run per policy, no KT+P')
     parser.add_argument('--out', help='directory for benchmarks.md/.png/.json (default docs/, or .build/bench-quick with --quick)')
-    parser.add_argument('--parts', default=None, help='comma list of b1,b3,realism,b2 (default all, in that order; --quick: b1)')
+    parser.add_argument('--parts', default=None,
+                        help='comma list of b1,b3,realism,b2,b1long (default all, in that order; --quick: b1)')
+    parser.add_argument('--long-cap', type=float, default=180.0, help='b1long: seconds each slow policy may take (default %(default)s)')
     parser.add_argument('--policies', default=','.join(policies.ORDER), help='comma list (default %(default)s)')
     parser.add_argument('--sizes', default=None, help='B1 sizes as NxMIB, comma list (default 4x256,4x512,8x256); B2/B3 use the first')
     parser.add_argument('--repeats', type=int, default=None, help='runs per cell, median reported (default 3)')
@@ -246,7 +261,10 @@ def parse_args(argv):
         args.min_cap = min(args.min_cap, 10.0)
     args.sizes = [parse_size(s) for s in (args.sizes or '4x256,4x512,8x256').split(',')]
     args.repeats = args.repeats or 3
-    args.parts = [p for p in (args.parts or 'b1,b3,realism,b2').split(',') if p]  # the long B2 last
+    args.parts = [p for p in (args.parts or 'b1,b3,realism,b2,b1long').split(',') if p]
+    unknown = [p for p in args.parts if p not in PARTS]
+    if unknown:
+        parser.error('unknown parts: %s (known: %s)' % (', '.join(unknown), ', '.join(PARTS)))
     args.out = args.out or os.path.join(kernel.REPO, 'docs')
     return args
 
@@ -259,7 +277,7 @@ def write_outputs(args, result):
     png = None
     if result['b1']:
         try:
-            report.plot(stem + '.png', result['b1'], args.sizes, result['realism'], result['b2'])
+            report.plot(stem + '.png', result['b1'], args.sizes, result['realism'], result['b2'], result.get('b1long'))
             png = os.path.basename(stem + '.png')
         except ImportError as err:
             log('no plot: %s (pip install matplotlib)' % err)
@@ -288,11 +306,14 @@ def main(argv=None):
     lock = kernel.lock()
     snapshot = kern.snapshot()
     bench = Bench(args, kern)
+    earlier = []
     if args.merge:
         try:
             with open(os.path.join(args.out, 'benchmarks.json')) as handle:
                 old = json.load(handle)
-            for part in ('b1', 'b2', 'b3', 'realism'):
+            earlier = old.get('runs') or [{'started': old.get('started'), 'finished': old.get('finished'),
+                                           'parts': [p for p in PARTS if old.get(p)]}]
+            for part in PARTS:
                 if part not in args.parts:
                     bench.result[part] = old.get(part, [])
                     if part in old.get('wall_seconds', {}):
@@ -300,7 +321,9 @@ def main(argv=None):
         except (IOError, OSError, ValueError) as err:
             log('--merge: nothing to merge (%s)' % err)
     started = datetime.datetime.now(datetime.timezone.utc)
-    bench.result.update({'machine': machine(), 'started': started.isoformat(timespec='seconds'),
+    this_run = {'started': started.isoformat(timespec='seconds'), 'parts': args.parts}
+    bench.result['runs'] = earlier + [this_run]
+    bench.result.update({'machine': machine(), 'started': (earlier[0]['started'] if earlier else this_run['started']),
                          'profile': 'quick' if args.quick else 'default',
                          'settings': dict((k, v) for k, v in vars(args).items() if k not in ('out',)),
                          'policies': dict((name, policies.BY_NAME[name].title) for name in policies.ORDER),
@@ -318,7 +341,7 @@ def main(argv=None):
             lock.close()
     total = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
     bench.result['wall_seconds']['total'] = round(sum(v for k, v in bench.result['wall_seconds'].items() if k != 'total'), 1)
-    bench.result['finished'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    bench.result['finished'] = this_run['finished'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
     text = write_outputs(args, bench.result)
     sys.stdout.write(text)
     log('wrote %s/benchmarks.md, .json%s in %.1f min' % (args.out, ', .png' if bench.result['b1'] else '', total / 60))

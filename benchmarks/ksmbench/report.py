@@ -218,7 +218,7 @@ def checks(b1, b2_runs, b1_sizes):
     return out
 
 
-def plot(path, b1_runs, b1_sizes, realism_runs=None, b2_runs=None):
+def plot(path, b1_runs, b1_sizes, realism_runs=None, b2_runs=None, long_runs=None):
     """A PNG: saved fraction of the achievable over time, one line per policy (the median run), one panel per size."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use('Agg')
@@ -227,6 +227,11 @@ def plot(path, b1_runs, b1_sizes, realism_runs=None, b2_runs=None):
     medians = b1_medians(b1_runs)
     panels = [('B1 cold start, N=%d, G=%d MiB' % size, dict((p, medians[size + (p,)]['median_run']['trace'])
                                                             for (g, m, p) in medians if (g, m) == size)) for size in b1_sizes]
+    if long_runs:
+        size = (long_runs[0]['guests'], long_runs[0]['mib'])
+        series = dict((r['policy'], r['trace']) for r in long_runs)
+        series.update((p, medians[size + (p,)]['median_run']['trace']) for p in ('KX', 'D') if size + (p,) in medians)
+        panels.append(('B1, N=%d, G=%d MiB: slow policies run to the end (one run each)' % size, series))
     if realism_runs:
         panels.append(('realism: %d TCG guests' % realism_runs[0]['guests'], dict((r['policy'], r['trace']) for r in realism_runs)))
     if b2_runs:

@@ -8,7 +8,7 @@ Every run starts and ends with the reset of BENCHMARKS.md (guests stopped, run=2
 
 import time
 
-from . import measure, policies, workload
+from . import kernel, measure, policies, workload
 
 SAMPLE_SECONDS = 0.05
 CONVERGED = 0.99
@@ -147,7 +147,7 @@ def b3(kern, policy_name, mib, cap, settle_seconds, converge_cap, fast_forward, 
         t0 = time.monotonic()
         samples = []
         while True:
-            stat = policies.kernel.process_ksm(pid) or {}
+            stat = kernel.process_ksm(pid) or {}
             merged = (stat.get('merging_pages') or 0) + (stat.get('zero_pages') or 0)
             now = time.monotonic() - t0
             samples.append([round(now, 3), merged, merged / own, round(kern.cpu() - cpu0, 4)])

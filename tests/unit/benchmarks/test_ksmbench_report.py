@@ -483,3 +483,28 @@ def test_plot_b1_only(tmp_path):
 def test_measure_is_the_one_report_uses():
     assert report.measure is measure
     assert report.Censored is measure.Censored
+
+
+def test_render_slow_policies_run_to_the_end_and_merged_sessions():
+    long_runs = [b1_run('K0', 90.0, 118.0, 3.0, 5.7, cap=180.0),
+                 b1_run('KA', None, None, None, 20.0, cap=180.0, fraction_at_cap=0.11, cpu_at_cap=1.3)]
+    runs = [{'started': 'A', 'finished': 'B', 'parts': ['b1', 'b2']}, {'started': 'C', 'finished': 'D', 'parts': ['b1long']}]
+    text = document.render(result(b1=B1, b1long=long_runs, runs=runs), [SIZE], None)
+    lines = text.split('\n')
+    assert 'Run in 2 sessions (`--merge`): b1, b2 from A to B; b1long from C to D.' in lines
+    assert '### N=4 guests, G=256 MiB: the slow policies run to the end' in lines
+    rows, order = table_rows(text.split('the bound the capped runs give.\n\n', 1)[1].split('\n\n', 1)[0])
+    # the long runs next to B1's D and KX runs of that size
+    assert order == ['K0', 'KA', 'KX', 'D']
+    assert rows['K0'][:2] == ['90.0 s', '118.0 s']
+    assert rows['KA'][1] == '> 180 s (11% saved at the cap)'
+    # D's median T90 is 2.5 s: 118 / 2.5 = 47.2, KA > 180 / 2.5 = 72
+    assert "T90 against D's: K0/D = 47x, KA/D = > 72x." in lines
+
+
+def test_plot_with_the_long_runs(tmp_path):
+    pytest.importorskip('matplotlib')
+    long_runs = [b1_run('K0', 90.0, 118.0, 3.0, 5.7, cap=180.0)]
+    path = tmp_path / 'long.png'
+    report.plot(str(path), B1, [SIZE], long_runs=long_runs)
+    assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
