@@ -302,6 +302,11 @@ def main(argv=None):
         sys.stderr.write('ksm_bench: run as root: it drives the machine\'s KSM\n')
         return 2
     kern = kernel.Kernel()
+    tuners = kernel.other_tuners()
+    if tuners:
+        sys.stderr.write('ksm_bench: stop these KSM tuners first, they would change the knobs during the runs: %s\n' % (
+            ', '.join('%s (pid %d)' % (name, pid) for pid, name in tuners)))
+        return 2
     signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout unwinds like Ctrl-C: guests, policies and KSM are cleaned up
     lock = kernel.lock()
     snapshot = kern.snapshot()

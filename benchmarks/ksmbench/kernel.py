@@ -79,6 +79,26 @@ class Kernel(object):
         self.ksm.restore_knobs(wanted)
 
 
+def other_tuners(names=('ksmtuned', 'pagefusiond', 'momd')):
+    """``[(pid, name)]`` of running KSM tuners (other than this process's children): they would change the knobs mid-run."""
+    found = []
+    me = os.getpid()
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                argv = [a.decode('utf-8', 'replace') for a in handle.read().split(b'\0') if a]
+        except (IOError, OSError):
+            continue
+        for arg in argv[:2]:
+            base = os.path.basename(arg)
+            if base in names:
+                found.append((int(entry), base))
+                break
+    return found
+
+
 def lock():
     """Hold the machine-wide KSM lock of the project's tests (None when a parent process holds it)."""
     return ksm_lock.acquire(LOCK_PATH)
