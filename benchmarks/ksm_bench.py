@@ -96,16 +96,21 @@ class Bench(object):
         return results
 
     def usable(self, name):
+        """Whether a policy can run here; when not, the reason goes to the report's "Skipped" list (once)."""
+        why = None
         if name in ('KT', 'KT+P') and not policies.Ksmtuned.available():
-            self.result['skipped'].append('%s: ksmtuned is not installed' % name)
-            return False
-        if name == 'KT+P':
+            why = '%s: ksmtuned is not installed' % name
+        elif name == 'KT+P':
             try:
                 workload.Pressure().plan()
             except RuntimeError as err:
-                self.result['skipped'].append('KT+P: %s' % err)
-                return False
-        return True
+                why = 'KT+P: %s' % err
+        if why is None:
+            return True
+        log('skipped: %s' % why)
+        if why not in self.result['skipped']:
+            self.result['skipped'].append(why)
+        return False
 
     # -- B1 -----------------------------------------------------------------------------
 
