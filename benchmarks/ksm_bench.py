@@ -8,7 +8,7 @@ knob back at the end.
 
     ./dev bench                     # everything (about 80 min); writes docs/benchmarks.md, .png and .json
     ./dev bench --quick             # CI: a small B1 only (under a minute), into .build/bench-quick/
-    ./dev bench --b2-phase 60       # B2 with 1-minute phases instead of BENCHMARKS.md's 5 (about 40 min)
+    ./dev bench --b2-phase 60       # B2 with 1-minute phases instead of BENCHMARKS.md's 5 (about 50 min)
     ./dev bench --parts b3 --merge  # re-run one part, keep the others from docs/benchmarks.json
 
 Slow policies are measured up to a cap of ``--cap-factor`` (10) times D's median T90 at the same size: enough to
