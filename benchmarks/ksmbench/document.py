@@ -50,19 +50,19 @@ def render(result, sizes, png):
               'then `ksmtuned` with the shipped /etc/ksmtuned.conf). Its first adjustment comes after KSM_MONITOR_INTERVAL '
               '(60 s); without memory pressure it then stops ksmd. KT+P adds memory pressure as ksmtuned sees it: a process '
               'holds plain memory until MemFree+Buffers+Cached is below 20% of MemTotal.', '']
+    b1_medians = report.b1_medians(result['b1']) if result['b1'] else {}
     if result['b1']:
-        medians = report.b1_medians(result['b1'])
         lines += ['## B1: cold start', '']
         for guests, mib in sizes:
-            lines += ['### N=%d guests, G=%d MiB' % (guests, mib), '', report.b1_table(medians, guests, mib), '']
+            lines += ['### N=%d guests, G=%d MiB' % (guests, mib), '', report.b1_table(b1_medians, guests, mib), '']
     if result.get('b1long'):
         size = (result['b1long'][0]['guests'], result['b1long'][0]['mib'])
         runs = list(result['b1long']) + [r for r in result['b1'] if (r['guests'], r['mib']) == size and r['policy'] in ('KX', 'D')]
+        medians = report.b1_medians(runs)
         lines += ['### N=%d guests, G=%d MiB: the slow policies run to the end' % size, '',
                   'One run of each slow policy up to %.0f s, next to the D and KX runs of the table above: their real T50 '
                   'and T90 where they get there, not only the bound the capped runs give.' % result['b1long'][0]['cap'], '',
-                  report.b1_table(report.b1_medians(runs), size[0], size[1]), '']
-        medians = report.b1_medians(runs)
+                  report.b1_table(medians, size[0], size[1]), '']
         d = medians.get(size + ('D',))
         if d:
             slow = [name for name in report.ORDER if name not in ('D', 'KX') and size + (name,) in medians]
@@ -97,14 +97,13 @@ def render(result, sizes, png):
                                   run['reference_pages'] * 4096 / 1048576.0, run['resident_pages']), '']
         medians = report.b1_medians(result['realism'])
         lines += [report.b1_table(medians, run['guests'], run['mib']), '']
-        medians_syn = report.b1_medians(result['b1']) if result['b1'] else {}
-        d_syn, kx_syn = medians_syn.get(tuple(sizes[0]) + ('D',)), medians_syn.get(tuple(sizes[0]) + ('KX',))
+        d_syn, kx_syn = b1_medians.get(tuple(sizes[0]) + ('D',)), b1_medians.get(tuple(sizes[0]) + ('KX',))
         d_real, kx_real = medians.get((run['guests'], run['mib'], 'D')), medians.get((run['guests'], run['mib'], 'KX'))
         if d_syn and kx_syn and d_real and kx_real:
             lines += ['D/KX for T90: synthetic (N=%d, G=%d MiB) %s, real guests %s.' % (
                 sizes[0][0], sizes[0][1], fmt_ratio(ratio(d_syn['t90'], kx_syn['t90'])),
                 fmt_ratio(ratio(d_real['t90'], kx_real['t90']))), '']
-    checks = report.checks(report.b1_medians(result['b1']) if result['b1'] else {}, result['b2'], [tuple(x) for x in sizes])
+    checks = report.checks(b1_medians, result['b2'], [tuple(x) for x in sizes])
     if checks:
         lines += ['## What good looks like (BENCHMARKS.md)', '']
         for ok, text in checks:

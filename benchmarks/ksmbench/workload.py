@@ -13,6 +13,7 @@ import time
 from . import kernel
 
 import synthetic_guests  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
+from _pagefusiond import mergeable_smaps_kb  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 
 MIB = 1024 * 1024
 MADV_POPULATE_WRITE = getattr(mmap, 'MADV_POPULATE_WRITE', 23)  # Linux 5.14; Python 3.11's mmap lacks the name
@@ -56,27 +57,6 @@ class Synthetic(object):
         return self.counts['S'] + self.counts['Z']
 
 
-def mergeable_rss_pss_kb(smaps_text):
-    """Rss and Pss (kB) summed over the mergeable VMAs (VmFlags ``mg``) of one ``/proc/<pid>/smaps``."""
-    rss = pss = 0
-    vma = {}
-
-    def close():
-        if 'mg' in vma.get('flags', ()):
-            return vma.get('Rss', 0), vma.get('Pss', 0)
-        return 0, 0
-    for line in smaps_text.splitlines():
-        head = line.split(':', 1)[0]
-        if head in ('Rss', 'Pss'):
-            vma[head] = int(line.split()[1])
-        elif head == 'VmFlags':
-            vma['flags'] = line.split()[1:]
-            add = close()
-            rss, pss = rss + add[0], pss + add[1]
-            vma = {}
-    return rss, pss
-
-
 def actual_saved_pages(pids, page_size=mmap.PAGESIZE):
     """The memory a group of processes really saves: sum(Rss) - sum(Pss) of their mergeable VMAs plus their KSM zero pages.
 
@@ -89,10 +69,10 @@ def actual_saved_pages(pids, page_size=mmap.PAGESIZE):
     for pid in pids:
         try:
             with open('/proc/%d/smaps' % pid) as handle:
-                got = mergeable_rss_pss_kb(handle.read())
+                got = mergeable_smaps_kb(handle.read(), ('Rss', 'Pss'))
         except (IOError, OSError):
             continue
-        rss, pss = rss + got[0], pss + got[1]
+        rss, pss = rss + got['Rss'], pss + got['Pss']
         stat = kernel.process_ksm(pid) or {}
         zero += stat.get('zero_pages') or 0
     return (rss - pss) * 1024 // page_size + zero

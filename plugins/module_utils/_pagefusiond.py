@@ -234,21 +234,28 @@ def _read(path):
         return handle.read()
 
 
+def mergeable_smaps_kb(smaps_text, fields=('Rss',)):
+    """Sums (kB) of smaps ``fields`` over the VMAs flagged mergeable (``mg`` in VmFlags) of one /proc/<pid>/smaps text."""
+    totals = dict((field, 0) for field in fields)
+    vma = {}
+    for line in smaps_text.splitlines():
+        name = line.split(':', 1)[0]
+        if name in totals:
+            try:
+                vma[name] = int(line.split()[1])
+            except (IndexError, ValueError):
+                vma[name] = 0
+        elif name == 'VmFlags':
+            if 'mg' in line.split()[1:]:
+                for field, value in vma.items():
+                    totals[field] += value
+            vma = {}
+    return totals
+
+
 def mergeable_rss_pages(smaps_text, page_size):
     """Resident pages in VMAs flagged mergeable (``mg`` in VmFlags) from the text of /proc/<pid>/smaps."""
-    total_kb = 0
-    rss_kb = 0
-    for line in smaps_text.splitlines():
-        if line.startswith('Rss:'):
-            try:
-                rss_kb = int(line.split()[1])
-            except (IndexError, ValueError):
-                rss_kb = 0
-        elif line.startswith('VmFlags:'):
-            if 'mg' in line.split()[1:]:
-                total_kb += rss_kb
-            rss_kb = 0
-    return total_kb * 1024 // page_size
+    return mergeable_smaps_kb(smaps_text)['Rss'] * 1024 // page_size
 
 
 class ProcessWatcher(object):
