@@ -246,8 +246,6 @@ commands:
   sample: ["/usr/bin/VBoxManage list vms", "/usr/bin/VBoxManage metrics query '*' RAM/VMM/Shared,Guest/RAM/Usage/Shared"]
 '''
 
-import errno
-import json
 import shlex
 import socket
 import time
@@ -257,6 +255,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS
+from ansible_collections.pagefusion.core.plugins.module_utils._daemon_state import DEFAULT_STATE_PATH, read_state
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError, state_word
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import (
     DEFAULT_PROC_ROOT,
@@ -320,25 +319,6 @@ def ksm_host_facts(sysfs):
         'ksmd_cpu_seconds': sysfs.ksmd_cpu_seconds(),
     })
     return facts, None
-
-
-def read_daemon_state(path):
-    """``(state, warning)``: the daemon's JSON object, None when the file is absent or not usable."""
-    try:
-        with open(path, 'rb') as handle:
-            raw = handle.read()
-    except (IOError, OSError) as exc:
-        if getattr(exc, 'errno', None) == errno.ENOENT:  # no daemon on this host
-            return None, None
-        return None, 'Cannot read the pagefusiond state file %s: %s' % (path, to_native(exc))
-    try:
-        state = json.loads(raw.decode('utf-8'))
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, 'The pagefusiond state file %s is not valid JSON (%s); host.daemon is null.' % (path, to_native(exc))
-    if not isinstance(state, dict):
-        return None, 'The pagefusiond state file %s holds a JSON %s, not an object; host.daemon is null.' % (
-            path, type(state).__name__)
-    return state, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,14 +500,14 @@ def open_backend(module):
 def main():
     argument_spec = dict(BACKEND_ARGS)
     argument_spec['backend'] = dict(BACKEND_ARGS['backend'], choices=list(FACTS_BACKENDS))
-    argument_spec['daemon_state_path'] = dict(type='path', default='/run/pagefusiond/state.json')
+    argument_spec['daemon_state_path'] = dict(type='path', default=DEFAULT_STATE_PATH)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     sysfs = KsmSysfs(root=KSM_ROOT, proc_root=PROC_ROOT)
     host, warning = ksm_host_facts(sysfs)
     if warning and module.params['backend'] != 'virtualbox':
         module.warn(warning)
-    host['daemon'], warning = read_daemon_state(module.params['daemon_state_path'])
+    host['daemon'], warning = read_state(module.params['daemon_state_path'])
     if warning:
         module.warn(warning)
 

@@ -14,6 +14,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.pagefusion.core.plugins.modules import fusion_facts  # noqa: E402
+from ansible_collections.pagefusion.core.plugins.module_utils import _daemon_state  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import VmRecord  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmSysfs  # noqa: E402
 
@@ -193,7 +194,7 @@ def test_daemon_state_unreadable_is_a_warning(run_module, host):
 
 
 def test_read_daemon_state_absent(tmp_path):
-    assert fusion_facts.read_daemon_state(str(tmp_path / 'missing.json')) == (None, None)
+    assert _daemon_state.read_state(str(tmp_path / 'missing.json')) == (None, None)
 
 
 # ---------------------------------------------------------------------------------------------
