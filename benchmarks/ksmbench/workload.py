@@ -13,7 +13,7 @@ import time
 from . import kernel
 
 import synthetic_guests  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
-from _pagefusiond import mergeable_smaps_kb  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
+from _ksm import mergeable_smaps_kb  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 
 MIB = 1024 * 1024
 MADV_POPULATE_WRITE = getattr(mmap, 'MADV_POPULATE_WRITE', 23)  # Linux 5.14; Python 3.11's mmap lacks the name

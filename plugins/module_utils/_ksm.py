@@ -463,6 +463,30 @@ def read_process_ksm(pid, proc_root=DEFAULT_PROC_ROOT):
     return result
 
 
+def mergeable_smaps_kb(smaps_text, fields=('Rss',)):
+    """Sums (kB) of smaps ``fields`` over the VMAs flagged mergeable (``mg`` in VmFlags) of one /proc/<pid>/smaps text."""
+    totals = dict((field, 0) for field in fields)
+    vma = {}
+    for line in smaps_text.splitlines():
+        name = line.split(':', 1)[0]
+        if name in totals:
+            try:
+                vma[name] = int(line.split()[1])
+            except (IndexError, ValueError):
+                vma[name] = 0
+        elif name == 'VmFlags':
+            if 'mg' in line.split()[1:]:
+                for field, value in vma.items():
+                    totals[field] += value
+            vma = {}
+    return totals
+
+
+def mergeable_rss_pages(smaps_text, page_size):
+    """Resident pages in VMAs flagged mergeable (``mg`` in VmFlags) from the text of /proc/<pid>/smaps."""
+    return mergeable_smaps_kb(smaps_text)['Rss'] * 1024 // page_size
+
+
 def _split_proc_stat(text):
     """The fields of /proc/<pid>/stat after the ``(comm)`` field: index 0 is field 3 (state)."""
     return text[text.rindex(')') + 2:].split()

@@ -234,30 +234,6 @@ def _read(path):
         return handle.read()
 
 
-def mergeable_smaps_kb(smaps_text, fields=('Rss',)):
-    """Sums (kB) of smaps ``fields`` over the VMAs flagged mergeable (``mg`` in VmFlags) of one /proc/<pid>/smaps text."""
-    totals = dict((field, 0) for field in fields)
-    vma = {}
-    for line in smaps_text.splitlines():
-        name = line.split(':', 1)[0]
-        if name in totals:
-            try:
-                vma[name] = int(line.split()[1])
-            except (IndexError, ValueError):
-                vma[name] = 0
-        elif name == 'VmFlags':
-            if 'mg' in line.split()[1:]:
-                for field, value in vma.items():
-                    totals[field] += value
-            vma = {}
-    return totals
-
-
-def mergeable_rss_pages(smaps_text, page_size):
-    """Resident pages in VMAs flagged mergeable (``mg`` in VmFlags) from the text of /proc/<pid>/smaps."""
-    return mergeable_smaps_kb(smaps_text)['Rss'] * 1024 // page_size
-
-
 class ProcessWatcher(object):
     """Finds the processes with mergeable memory and estimates how many mergeable pages they have.
 
@@ -294,7 +270,7 @@ class ProcessWatcher(object):
 
     def _estimate(self, pid):
         try:
-            return mergeable_rss_pages(_read(os.path.join(self.proc_root, str(pid), 'smaps')), self.page_size)
+            return _ksm.mergeable_rss_pages(_read(os.path.join(self.proc_root, str(pid), 'smaps')), self.page_size)
         except (IOError, OSError):
             return None
 

@@ -703,7 +703,7 @@ def test_mergeable_rss_pages():
     text = ('00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/qemu\nRss: 100 kB\nVmFlags: rd ex mr mw me dw\n'
             '7f00-7f01 rw-p 00000000 00:00 0\nRss: 262144 kB\nVmFlags: rd wr mr mw me ac sd mg\n'
             '7f02-7f03 rw-p 00000000 00:00 0\nRss: 40 kB\nVmFlags: rd wr mr mw me ac mg\n')
-    assert pfd.mergeable_rss_pages(text, 4096) == (262144 + 40) // 4
+    assert _ksm.mergeable_rss_pages(text, 4096) == (262144 + 40) // 4
 
 
 def test_watcher_unavailable_without_ksm_stat_never_goes_idle(tmp_path):
