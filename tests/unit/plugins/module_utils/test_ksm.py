@@ -254,6 +254,13 @@ def test_read_process_ksm(tmp_path):
     assert KsmSysfs(str(tmp_path), proc_root=str(proc), page_size=4096).process_ksm(300)['merging_pages'] == 17
 
 
+def test_mergeable_rss_pages():
+    text = ('00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/qemu\nRss: 100 kB\nVmFlags: rd ex mr mw me dw\n'
+            '7f00-7f01 rw-p 00000000 00:00 0\nRss: 262144 kB\nVmFlags: rd wr mr mw me ac sd mg\n'
+            '7f02-7f03 rw-p 00000000 00:00 0\nRss: 40 kB\nVmFlags: rd wr mr mw me ac mg\n')
+    assert _ksm.mergeable_rss_pages(text, 4096) == (262144 + 40) // 4
+
+
 def _stat_line(pid, comm, ppid, flags, utime=0, stime=0):
     # fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
     return '%d (%s) S %d 0 0 0 -1 %d 0 0 0 0 %d %d 0 0 20 0 1 0 15 0 0\n' % (pid, comm, ppid, flags, utime, stime)

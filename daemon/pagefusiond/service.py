@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The long-running pagefusiond: signals, the control loop, reload, output files, restore on stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from . import EXIT_OK, __version__
+from .collection import _ksm
+from .config import ConfigError, load_config
+from .controller import Controller
+from .events import LibvirtEvents
+from .outputs import ensure_dir, render_metrics, state_json, write_atomic
+
+
+def stderr_log(message):
+    sys.stderr.write('pagefusiond: %s\n' % message)
+    sys.stderr.flush()
+
+
+class Daemon(object):
+    """The long-running process: signals, the control loop, output files, restore on stop."""
+
+    def __init__(self, config_path, config, ksm=None, log=stderr_log, clock=time.monotonic, wall=time.time, waiter=None):
+        self.config_path = config_path
+        self.config = config
+        self.log = log
+        self.ksm = ksm or _ksm.KsmSysfs()
+        self.controller = Controller(config, self.ksm, clock=clock, wall=wall, log=log,
+                                     snapshot_path=os.path.join(os.path.dirname(config['state_path']), 'snapshot.json'))
+        self.wake_event = waiter or threading.Event()
+        self.stopping = False
+        self.reload_wanted = False
+        self.output_errors = set()
+        self.events = None
+
+    # signals only set flags; the loop acts on them
+    def on_term(self, signum, frame):
+        self.stopping = True
+        self.wake_event.set()
+
+    def on_hup(self, signum, frame):
+        self.reload_wanted = True
+        self.wake_event.set()
+
+    def on_event(self, reason):
+        self.controller.wake(reason)
+        self.wake_event.set()
+
+    def reload(self):
+        """Re-read the config file; a bad new config is logged and the old one kept."""
+        self.reload_wanted = False
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as err:
+            self.log('reload refused, keeping the running config: %s' % err)
+            return False
+        changed = sorted(k for k in new if new[k] != self.config.get(k))
+        self.config = new
+        self.controller.config = new
+        self.log('config reloaded from %s (%s)' % (self.config_path, ', '.join(changed) if changed else 'no changes'))
+        return True
+
+    def output_error(self, message):
+        if message not in self.output_errors:
+            self.output_errors.add(message)
+            self.log('error: %s (logged once)' % message)
+
+    def write_outputs(self, state):
+        if state is None:
+            return
+        path = self.config['state_path']
+        try:
+            ensure_dir(os.path.dirname(path))
+            write_atomic(path, state_json(state))
+        except (IOError, OSError) as err:
+            self.output_error('cannot write the state file %s: %s' % (path, err))
+        metrics = self.config['metrics_path']
+        if metrics:
+            if not os.path.isdir(os.path.dirname(metrics)):
+                self.output_error('metrics directory %s does not exist: no metrics written' % os.path.dirname(metrics))
+                return
+            try:
+                write_atomic(metrics, render_metrics(state))
+            except (IOError, OSError) as err:
+                self.output_error('cannot write the metrics file %s: %s' % (metrics, err))
+
+    def interval(self):
+        if self.controller.phase in ('boost', 'settle'):
+            return self.config['boost_interval']
+        return self.config['interval']
+
+    def pause(self):
+        """Wait for the next step: the interval, cut short by a wake-up (signal, libvirt event) or, in the idle and
+        steady phases, by new mergeable memory the watcher spots every ``watch_interval`` seconds."""
+        interval = self.interval()
+        watch = self.config.get('watch_interval') or 0
+        if not watch or self.controller.phase not in ('idle', 'steady'):
+            self.wake_event.wait(interval)
+            self.wake_event.clear()
+            return
+        waited = 0.0
+        while waited < interval and not self.stopping:
+            slice_seconds = min(watch, interval - waited)
+            if self.wake_event.wait(slice_seconds):
+                break
+            waited += slice_seconds
+            reason = self.controller.spot()
+            if reason:
+                self.controller.wake(reason)
+                break
+        self.wake_event.clear()
+
+    def run_step(self):
+        state = self.controller.step()
+        self.write_outputs(state)
+        return state
+
+    def shutdown(self):
+        if self.config['restore_on_exit']:
+            self.controller.snapshot.restore()
+        else:
+            self.controller.snapshot.forget()
+        self.write_outputs(self.controller.stopped_state())
+        if self.events:
+            self.events.stop()
+        self.log('stopped')
+
+    def run(self, install_signals=True):
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.on_term)
+            signal.signal(signal.SIGINT, self.on_term)
+            signal.signal(signal.SIGHUP, self.on_hup)
+        self.log('pagefusiond %s starting (config %s%s)' % (
+            __version__, self.config_path, '' if os.path.exists(self.config_path) else ', not present: built-in defaults'))
+        if self.config['libvirt_uri']:
+            self.events = LibvirtEvents(self.config['libvirt_uri'], self.on_event, self.log)
+            self.events.start()
+        try:
+            while not self.stopping:
+                if self.reload_wanted:
+                    self.reload()
+                self.run_step()
+                if self.stopping:
+                    break
+                self.pause()
+        finally:
+            self.shutdown()
+        return EXIT_OK

@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, pagefusion.core contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The long-running pagefusiond: signals, reload, output errors, and the pause between steps."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from ansible_collections.pagefusion.core.daemon.pagefusiond.config import load_config
+from ansible_collections.pagefusion.core.daemon.pagefusiond.service import Daemon
+from ansible_collections.pagefusion.core.tests.unit.daemon.sim import NeverWoken, SimKernel, make_config
+
+
+def test_sighup_reload_keeps_old_config_when_the_new_one_is_bad(tmp_path):
+    conf = tmp_path / 'pagefusiond.conf'
+    conf.write_text('max_cpu_percent = 40\nstate_path = %s\n' % (tmp_path / 'state.json'))
+    config = load_config(str(conf))
+    kernel = SimKernel(tmp_path)
+    logs = []
+    daemon = Daemon(str(conf), config, ksm=kernel.sysfs(), log=logs.append)
+    conf.write_text('max_cpu_percent = 60\nstate_path = %s\n' % (tmp_path / 'state.json'))
+    daemon.on_hup(signal.SIGHUP, None)
+    assert daemon.reload_wanted and daemon.wake_event.is_set()
+    assert daemon.reload()
+    assert daemon.config['max_cpu_percent'] == 60.0
+    assert daemon.controller.config['max_cpu_percent'] == 60.0
+    assert 'max_cpu_percent' in logs[-1]
+    conf.write_text('max_cpu_percent = 600\n')
+    assert not daemon.reload()
+    assert daemon.config['max_cpu_percent'] == 60.0
+    assert 'reload refused' in logs[-1] and 'max_cpu_percent' in logs[-1]
+
+
+def test_sigterm_stops_the_loop_and_restores(tmp_path):
+    conf = tmp_path / 'pagefusiond.conf'
+    conf.write_text('state_path = %s\nlibvirt_uri =\nmetrics_path =\n' % (tmp_path / 'run' / 'state.json'))
+    kernel = SimKernel(tmp_path)
+    kernel.add_process(1301)
+
+    class Waiter(object):
+        """Stands in for the wake event: the second wait delivers SIGTERM."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def wait(self, timeout):
+            self.calls += 1
+            if self.calls == 2:
+                daemon.on_term(signal.SIGTERM, None)
+
+        def set(self):
+            pass
+
+        def clear(self):
+            pass
+
+    daemon = Daemon(str(conf), load_config(str(conf)), ksm=kernel.sysfs(), log=lambda m: None, waiter=Waiter())
+    assert daemon.run(install_signals=False) == 0
+    assert kernel.knob('run') == 0
+    assert json.loads((tmp_path / 'run' / 'state.json').read_text())['phase'] == 'stopped'
+
+
+def test_missing_metrics_dir_is_logged_once(tmp_path):
+    conf = make_config(state_path=str(tmp_path / 'state.json'), metrics_path=str(tmp_path / 'absent' / 'x.prom'))
+    kernel = SimKernel(tmp_path)
+    logs = []
+    daemon = Daemon('/nonexistent.conf', conf, ksm=kernel.sysfs(), log=logs.append)
+    daemon.run_step()
+    daemon.run_step()
+    assert len([line for line in logs if 'metrics directory' in line]) == 1
+
+
+def test_pause_in_steady_wakes_early_for_a_newcomer(tmp_path):
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'))
+    kernel = SimKernel(tmp_path)
+    for pid in (1701, 1702, 1703):
+        kernel.add_process(pid, mib=64)
+    waiter = NeverWoken()
+    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter)
+    daemon.run_step()
+    daemon.controller.phase = 'steady'
+    daemon.pause()
+    # nothing new: the whole interval (2 s) in slices of watch_interval (0.5 s), then the step
+    assert waiter.waits == [0.5, 0.5, 0.5, 0.5]
+    assert daemon.controller.wake_reason is None
+    del waiter.waits[:]
+    kernel.add_process(1704, mib=64)
+    daemon.pause()
+    assert waiter.waits == [0.5]
+    assert daemon.controller.wake_reason == 'new mergeable process 1704'
+    state = daemon.run_step()
+    assert state['phase'] == 'boost'
+
+
+def test_pause_without_watching_waits_the_interval_once(tmp_path):
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'), watch_interval='0')
+    kernel = SimKernel(tmp_path)
+    kernel.add_process(1801, mib=64)
+    waiter = NeverWoken()
+    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter)
+    daemon.run_step()
+    daemon.controller.phase = 'steady'
+    kernel.add_process(1802, mib=64)
+    daemon.pause()
+    assert waiter.waits == [2.0]
+    assert daemon.controller.wake_reason is None
