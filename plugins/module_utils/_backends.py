@@ -2,7 +2,10 @@
 # Copyright: (c) 2026, pagefusion.core contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Picks and opens a backend for a module. Private module_utils of pagefusion.core."""
+"""Picks and opens a backend for a module, in one place. Private module_utils of pagefusion.core.
+
+What a backend offers once it is open is written down in ``_backend_api.Backend``.
+"""
 
 from __future__ import annotations
 
@@ -18,40 +21,62 @@ BACKEND_ARGS = dict(
     uri=dict(type='str', default=_libvirt.DEFAULT_URI),
 )
 
+# How problems name each backend; backend=auto tries them in this order (KVM hosts are the common case).
+LABELS = (('libvirt', 'libvirt'), ('virtualbox', 'VirtualBox'))
 
-def _open_virtualbox(module):
+
+def libvirt_installed():
+    """Whether libvirt-python can be imported on this host."""
+    return _libvirt.HAS_LIBVIRT
+
+
+def _open_virtualbox(module, **options):
     # Imported here so libvirt-only hosts never load the VirtualBox code.
     from ansible_collections.pagefusion.core.plugins.module_utils._vbox import VirtualBoxBackend
-    return VirtualBoxBackend(module)
+    return VirtualBoxBackend(module, **options)
 
 
-def open_backend(module):
-    """Return an opened backend for the module's ``backend``/``uri`` options, or fail_json clearly."""
-    wanted = module.params['backend']
-    uri = module.params['uri']
-    if wanted == 'libvirt':
-        if not _libvirt.HAS_LIBVIRT:
-            module.fail_json(msg=missing_required_lib('libvirt-python', reason='for backend=libvirt'))
-        try:
-            return _libvirt.LibvirtBackend(uri)
-        except FusionError as exc:
-            module.fail_json(msg=str(exc))
-    if wanted == 'virtualbox':
-        try:
-            return _open_virtualbox(module)
-        except FusionError as exc:
-            module.fail_json(msg=str(exc))
-    # auto: libvirt first (KVM hosts are the common case), then VirtualBox.
-    problems = []
-    if _libvirt.HAS_LIBVIRT:
-        try:
-            return _libvirt.LibvirtBackend(uri)
-        except FusionError as exc:
-            problems.append(str(exc))
-    else:
-        problems.append('libvirt-python is not installed')
+def _try_open(module, name, host):
+    """``(backend, None)``, or ``(None, why it cannot be opened)``."""
     try:
-        return _open_virtualbox(module)
+        if name == 'libvirt':
+            if not _libvirt.HAS_LIBVIRT:
+                return None, 'libvirt-python is not installed'
+            return _libvirt.LibvirtBackend(module.params['uri']), None
+        options = {} if host is None else {'host_machine': host['machine'], 'host_system': host['system']}
+        return _open_virtualbox(module, **options), None
     except FusionError as exc:
-        problems.append(str(exc))
-    module.fail_json(msg='backend=auto found no usable hypervisor backend: %s' % ' | '.join(problems))
+        return None, str(exc)
+
+
+def _fail(module, name, problems):
+    if name == 'auto':
+        module.fail_json(msg='backend=auto found no usable hypervisor backend: %s'
+                             % ' | '.join(reason for _label, reason in problems))
+    if name == 'libvirt' and not _libvirt.HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib('libvirt-python', reason='for backend=libvirt'))
+    module.fail_json(msg=problems[0][1])
+
+
+def open_backend(module, name=None, required=True, host=None):
+    """Open the backend ``name`` (default: the module's ``backend`` option) for its ``uri``.
+
+    ``auto`` tries libvirt, then VirtualBox; ``none`` opens nothing. ``host`` is the platform
+    (``machine``, ``system``) that VirtualBox's host rules check, this host when None.
+    Returns ``(backend, [])``, or ``(None, problems)`` with ``problems`` a list of
+    ``(label, reason)``. When ``required``, a backend that cannot be opened fails the module
+    clearly instead (``missing_required_lib`` when libvirt-python is missing for backend=libvirt).
+    """
+    name = name or module.params['backend']
+    if name == 'none':
+        return None, []
+    problems = []
+    for candidate, label in LABELS:
+        if name in ('auto', candidate):
+            backend, reason = _try_open(module, candidate, host)
+            if backend is not None:
+                return backend, []
+            problems.append((label, reason))
+    if required:
+        _fail(module, name, problems)
+    return None, problems

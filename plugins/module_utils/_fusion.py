@@ -15,7 +15,8 @@ Besides page fusion a plan can carry other settings of the VM's persistent defin
 libvirt's guest agent channel, ``guest_agent_channel``). They follow the same rules: changed only
 while the VM is shut off, with the same ``when_running`` handling. A backend lists the settings it
 knows in ``supported_settings``, reports their current values in ``VmRecord.settings`` (and
-``settings_live`` for a running VM) and applies them in ``set_definition(vm, changes)``.
+``settings_live`` for a running VM) and applies them in ``set_definition(vm, changes)``. What every
+backend offers is written down in ``_backend_api.Backend``.
 """
 
 from __future__ import annotations
@@ -162,56 +163,43 @@ def plan_vm(vm, want, when_running, can_defer=True, settings=None):
     plan = Plan(vm, want, wanted_settings)
     fusion_change = want is not None and vm.fusion != want
     setting_changes = dict((key, value) for key, value in wanted_settings.items() if vm.settings.get(key) != value)
-    needs_definition_change = fusion_change or bool(setting_changes)
-    live_differs = (not vm.is_off) and (
+    definition_steps = ([(STEP_SET_FUSION, want)] if fusion_change else []) + (
+        [(STEP_SET_DEFINITION, setting_changes)] if setting_changes else [])
+    if vm.is_off:
+        plan.steps.extend(definition_steps)
+        return plan
+    live_differs = (
         (want is not None and vm.fusion_live is not None and vm.fusion_live != want)
         or (vm.settings_live is not None
             and any(vm.settings_live.get(key) != value for key, value in wanted_settings.items())))
-    what = _what(fusion_change, setting_changes)
+    _plan_running(plan, definition_steps, live_differs, _what(fusion_change, setting_changes), when_running, can_defer)
+    return plan
 
-    def add_definition_steps():
-        if fusion_change:
-            plan.steps.append((STEP_SET_FUSION, want))
-        if setting_changes:
-            plan.steps.append((STEP_SET_DEFINITION, setting_changes))
 
-    if vm.is_off:
-        add_definition_steps()
-        return plan
-
+def _plan_running(plan, definition_steps, live_differs, what, when_running, can_defer):
+    """The part of :func:`plan_vm` for a VM that is not shut off."""
+    vm = plan.vm
+    needs_definition_change = bool(definition_steps)
     # A backend may know that no restart can help (e.g. a VirtualBox VM with a saved state).
     blocker = vm.details.get('blocker')
     if blocker and (needs_definition_change or live_differs):
         plan.error = blocker
-        return plan
-
-    if not vm.persistent:
+    elif not vm.persistent:
         if needs_definition_change or live_differs:
             plan.error = ("VM '%s' is transient (it has no persistent definition), so %s cannot be "
                           "switched: define it persistently first." % (vm.name, what))
-        return plan
-
-    if when_running == 'defer' and not can_defer:
+    elif when_running == 'defer' and not can_defer:
         if needs_definition_change:
             plan.error = ("VM '%s' is %s and the %s backend cannot change a running VM's definition "
                           "(when_running=defer is libvirt only): shut the VM down or use when_running=restart."
                           % (vm.name, vm.power_state, vm.backend))
-        return plan
-
-    if when_running == 'restart':
+    elif when_running == 'restart':
         if needs_definition_change or live_differs:
-            plan.steps.append((STEP_SHUTDOWN, None))
-            add_definition_steps()
-            plan.steps.append((STEP_START, None))
-        return plan
-
-    if when_running == 'defer':
-        add_definition_steps()
+            plan.steps.extend([(STEP_SHUTDOWN, None)] + definition_steps + [(STEP_START, None)])
+    elif when_running == 'defer':
+        plan.steps.extend(definition_steps)
         plan.restart_required = needs_definition_change or live_differs
-        return plan
-
-    # when_running == 'fail'
-    if needs_definition_change:
+    elif needs_definition_change:  # when_running == 'fail'
         defer_hint = (' or when_running=defer (change the definition now, apply at the next cold boot)'
                       if can_defer else '')
         plan.error = ("VM '%s' is %s: %s can only be switched while it is shut off. Shut it down "
@@ -220,7 +208,6 @@ def plan_vm(vm, want, when_running, can_defer=True, settings=None):
     elif live_differs:
         # The definition is already right (e.g. an earlier deferred run): nothing to change, a restart pending.
         plan.restart_required = True
-    return plan
 
 
 def describe_plan(backend, plan, shutdown_timeout, force_off):

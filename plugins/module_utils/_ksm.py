@@ -766,3 +766,40 @@ def derived(counters, size):
         'saved_bytes': saved * size,
         'shared_bytes': counters.get('pages_shared', 0) * size,
     }
+
+
+def host_summary(sysfs):
+    """KSM on this host as the modules report it: ``(summary, warning or None)``.
+
+    ``summary`` has ksm_present, ksm_running, knobs, counters, page_size, shared_bytes, saved_bytes,
+    general_profit and ksmd_cpu_seconds. Without KSM, or when it cannot be read, the figures stay
+    empty and the warning says why (fusion_facts and host_info both build on this one summary).
+    """
+    summary = {
+        'ksm_present': sysfs.present(),
+        'ksm_running': False,
+        'knobs': {},
+        'counters': {},
+        'page_size': sysfs.page_size,
+        'shared_bytes': 0,
+        'saved_bytes': 0,
+        'general_profit': None,
+        'ksmd_cpu_seconds': None,
+    }
+    if not summary['ksm_present']:
+        return summary, ('KSM is not available on this host (%s does not exist; a kernel built without CONFIG_KSM?): '
+                         'the KSM figures are empty.' % sysfs.root)
+    try:
+        everything = sysfs.read_all()
+    except (KsmError, IOError, OSError) as exc:
+        return summary, 'Cannot read KSM under %s: %s' % (sysfs.root, exc)
+    summary.update({
+        'ksm_running': everything['knobs'].get('run') == 1,
+        'knobs': everything['knobs'],
+        'counters': everything['counters'],
+        'shared_bytes': everything['shared_bytes'],
+        'saved_bytes': everything['saved_bytes'],
+        'general_profit': everything['counters'].get('general_profit'),
+        'ksmd_cpu_seconds': sysfs.ksmd_cpu_seconds(),
+    })
+    return summary, None

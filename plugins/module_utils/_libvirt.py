@@ -13,18 +13,12 @@ takes effect at the next cold boot: the persistent definition is what this backe
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import re
 import time
 import xml.etree.ElementTree as ET
-from xml.sax.saxutils import escape as xml_escape
 
-from ansible_collections.pagefusion.core.plugins.module_utils._eligibility import (
-    LIBOSINFO_NS,
-    libvirt_vm_eligibility,
-)
+from ansible_collections.pagefusion.core.plugins.module_utils._backend_api import Backend
+from ansible_collections.pagefusion.core.plugins.module_utils._eligibility import libvirt_vm_eligibility
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
     STEP_SET_DEFINITION,
     STEP_SET_FUSION,
@@ -33,6 +27,22 @@ from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
     FusionError,
     VmRecord,
 )
+from ansible_collections.pagefusion.core.plugins.module_utils._libvirt_xml import (
+    GUEST_AGENT_PORT,
+    agent_channel_state,
+    apply_settings,
+    definition_settings,
+    domain_xml_text,
+    guest_os,
+    has_nosharepages,
+    libosinfo_id,
+    memory_backing_facts,
+    os_info_from_agent,
+    parse_domain_xml,
+    set_nosharepages,
+    tenant_label,
+)
+from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt_qemu
 
 try:
     import libvirt
@@ -48,9 +58,6 @@ except ImportError:
     libvirt_qemu = None
 
 DEFAULT_URI = 'qemu:///system'
-# Namespace of pagefusion.core's own domain metadata, e.g. the tenant label:
-#   virsh metadata DOMAIN --uri urn:pagefusion:core:1 --key pagefusion --set "<tenant name='acme'/>"
-TENANT_NS = 'urn:pagefusion:core:1'
 
 # virDomainState values (include/libvirt/libvirt-domain.h), named as virsh prints them.
 STATE_NAMES = {
@@ -72,8 +79,6 @@ XML_INACTIVE = 2
 
 POLL_INTERVAL = 0.25
 
-# The QEMU guest agent's virtio-serial port name (qemu-guest-agent listens on it inside the guest).
-GUEST_AGENT_PORT = 'org.qemu.guest_agent.0'
 # Seconds to wait for a guest agent answer (guest-get-osinfo) when the fallback API is used.
 AGENT_TIMEOUT = 5
 # virDomainGuestInfoTypes: VIR_DOMAIN_GUEST_INFO_OS (libvirt 5.7+).
@@ -112,232 +117,9 @@ def _err(exc):
 
 
 # ---------------------------------------------------------------------------------------------
-# Domain XML
-
-def _register_namespaces(xml_text):
-    """Keep the document's own namespace prefixes (e.g. libosinfo:) when it is written back."""
-    for _event, (prefix, uri) in ET.iterparse(io.BytesIO(xml_text.encode('utf-8')), events=('start-ns',)):
-        if prefix and not re.match(r'ns\d+$', prefix):
-            try:
-                ET.register_namespace(prefix, uri)
-            except ValueError:
-                pass
-
-
-def parse_domain_xml(xml_text):
-    _register_namespaces(xml_text)
-    return ET.fromstring(xml_text)
-
-
-def has_nosharepages(root):
-    return root.find('./memoryBacking/nosharepages') is not None
-
-
-def set_nosharepages(root, present):
-    """Add or remove <memoryBacking><nosharepages/>, leaving every other element alone.
-
-    Returns True when the tree changed.
-    """
-    backing = root.find('./memoryBacking')
-    if present:
-        if backing is None:
-            backing = ET.SubElement(root, 'memoryBacking')
-        if backing.find('./nosharepages') is not None:
-            return False
-        ET.SubElement(backing, 'nosharepages')
-        return True
-    if backing is None:
-        return False
-    nodes = backing.findall('./nosharepages')
-    if not nodes:
-        return False
-    for node in nodes:
-        backing.remove(node)
-    if len(backing) == 0 and not backing.attrib and not (backing.text or '').strip():
-        root.remove(backing)
-    return True
-
-
-def _agent_channels(root):
-    found = []
-    devices = root.find('./devices')
-    if devices is None:
-        return devices, found
-    for channel in devices.findall('./channel'):
-        target = channel.find('./target')
-        if target is not None and target.get('type') == 'virtio' and target.get('name') == GUEST_AGENT_PORT:
-            found.append(channel)
-    return devices, found
-
-
-def has_agent_channel(root):
-    """Whether the domain has the QEMU guest agent's virtio-serial channel."""
-    return bool(_agent_channels(root)[1])
-
-
-def agent_channel_state(root):
-    """'connected' or 'disconnected' as libvirt reports it in the live XML; None when unknown or absent."""
-    for channel in _agent_channels(root)[1]:
-        return channel.find('./target').get('state')
-    return None
-
-
-def set_agent_channel(root, present):
-    """Add or remove ``<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>``.
-
-    libvirt picks the socket path and adds the virtio-serial controller itself. Every other element is left
-    alone. Returns True when the tree changed.
-    """
-    devices, channels = _agent_channels(root)
-    if present:
-        if channels:
-            return False
-        if devices is None:
-            devices = ET.SubElement(root, 'devices')
-        channel = ET.SubElement(devices, 'channel', {'type': 'unix'})
-        ET.SubElement(channel, 'target', {'type': 'virtio', 'name': GUEST_AGENT_PORT})
-        return True
-    for channel in channels:
-        devices.remove(channel)
-    return bool(channels)
-
-
-def definition_settings(root):
-    """The definition settings besides page fusion that this backend manages (see _fusion.plan_vm)."""
-    return {'guest_agent_channel': has_agent_channel(root)}
-
-
-def apply_settings(root, changes):
-    """Apply ``{setting: value}`` to a parsed domain definition. Returns True when the tree changed."""
-    changed = False
-    for key, value in changes.items():
-        if key == 'guest_agent_channel':
-            changed = set_agent_channel(root, value) or changed
-        else:  # pragma: no cover - the module only passes supported settings
-            raise FusionError('the libvirt backend cannot set %s' % key)
-    return changed
-
-
-def memory_backing_facts(root):
-    backing = root.find('./memoryBacking')
-    if backing is None:
-        return {'hugepages': False, 'source': None, 'access': None}
-    source = backing.find('./source')
-    access = backing.find('./access')
-    return {
-        'hugepages': backing.find('./hugepages') is not None,
-        'source': source.get('type') if source is not None else None,
-        'access': access.get('mode') if access is not None else None,
-    }
-
-
-def libosinfo_id(root):
-    node = root.find('./metadata/{%s}libosinfo/{%s}os' % (LIBOSINFO_NS, LIBOSINFO_NS))
-    return node.get('id') if node is not None else None
-
-
-def tenant_label(root):
-    node = root.find('./metadata/{%s}tenant' % TENANT_NS)
-    if node is None:
-        return None
-    return (node.get('name') or node.text or '').strip() or None
-
-
-def domain_xml_text(root):
-    return ET.tostring(root, encoding='unicode')
-
-
-def os_info_from_agent(info):
-    """Normalize the agent's guest-get-osinfo answer (virDomainGuestInfo ``os.*`` or the raw QMP reply)."""
-    if not info:
-        return None
-    keys = ('id', 'name', 'pretty-name', 'version', 'version-id', 'kernel-release', 'machine')
-    result = dict((key.replace('-', '_'), info.get(key) or None) for key in keys)
-    if not any(result.values()):
-        return None
-    return result
-
-
-def guest_os(agent_info, libosinfo):
-    """Where the guest OS comes from: the agent first, then the libosinfo metadata, else unknown.
-
-    Returns ``(os_id, os_source, os_name)``; never guesses: with neither source all three are None.
-    """
-    if agent_info and agent_info.get('id'):
-        return agent_info['id'], 'agent', agent_info.get('pretty_name') or agent_info.get('name')
-    if libosinfo:
-        return libosinfo, 'libosinfo', None
-    return None, None, None
-
-
-# ---------------------------------------------------------------------------------------------
-# Host processes
-
-def _qemu_name_option(args):
-    """The ``guest=`` value of QEMU's ``-name`` option in an argv list, or None.
-
-    QEMU writes a literal comma in an option value as ``,,``; a single comma ends the value.
-    """
-    for index, arg in enumerate(args[:-1]):
-        if arg != b'-name':
-            continue
-        text = args[index + 1]
-        if not text.startswith(b'guest='):
-            return None
-        value, pos = bytearray(), len(b'guest=')
-        while pos < len(text):
-            char = text[pos:pos + 1]
-            if char == b',':
-                if text[pos + 1:pos + 2] != b',':
-                    break
-                pos += 1
-            value += char
-            pos += 1
-        return bytes(value)
-    return None
-
-
-def _process_guest_name(pid, proc_root):
-    try:
-        with open(os.path.join(proc_root, str(pid), 'cmdline'), 'rb') as handle:
-            return _qemu_name_option(handle.read().split(b'\0'))
-    except OSError:
-        return None
-
-
-def qemu_pid(name, run_dirs=('/run/libvirt/qemu', '/var/run/libvirt/qemu'), proc_root='/proc'):
-    """PID of a running domain's QEMU process, or None.
-
-    libvirt writes ``<stateDir>/<name>.pid`` for privileged daemons; there is no API for it. A pid
-    from that file counts only if that process runs QEMU with ``-name guest=<name>`` (a stale file
-    can name a reused pid). The fallback scans every process's ``-name guest=<name>``.
-    """
-    wanted = name.encode('utf-8')
-    # libvirt 9 XML-escapes the name in the pid file name (a "b" -> a &quot;b&quot;.pid); older ones do not.
-    candidates = [name, xml_escape(name, {'"': '&quot;', "'": '&apos;'})]
-    for run_dir in run_dirs:
-        for candidate in candidates:
-            try:
-                with open(os.path.join(run_dir, '%s.pid' % candidate)) as handle:
-                    pid = int(handle.read().strip())
-            except (OSError, ValueError):
-                continue
-            if _process_guest_name(pid, proc_root) == wanted:
-                return pid
-    try:
-        entries = os.listdir(proc_root)
-    except OSError:
-        return None
-    for entry in entries:
-        if entry.isdigit() and _process_guest_name(entry, proc_root) == wanted:
-            return int(entry)
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
 # Backend
 
-class LibvirtBackend(object):
+class LibvirtBackend(Backend):
     """Reads every domain once, then edits persistent definitions through one connection."""
 
     name = 'libvirt'
@@ -355,9 +137,6 @@ class LibvirtBackend(object):
             self.conn.close()
         except Exception:  # pylint: disable=broad-except
             pass
-
-    def unsupported_reason(self):
-        return None
 
     def versions(self):
         info = {'uri': self.uri, 'libvirt_version': None, 'hypervisor': None, 'hypervisor_version': None}
@@ -410,6 +189,15 @@ class LibvirtBackend(object):
 
     def eligibility(self, vm):
         return libvirt_vm_eligibility(vm.details['memory_backing'])
+
+    def guest_os(self, vm):
+        """The guest agent first, then the libosinfo metadata; never guessed."""
+        return guest_os(self.agent_os_info(vm), vm.os_id)
+
+    def usage_facts(self, sysfs, warn):
+        """Per VM, what KSM does with its QEMU process on this host (null figures for a remote URI)."""
+        local = _libvirt_qemu.local_qemu_processes(self.uri, self.conn, warn)
+        return None, _libvirt_qemu.vms_ksm_facts(self.list_vms(), local, sysfs)
 
     # -- describing -----------------------------------------------------------------------------
 

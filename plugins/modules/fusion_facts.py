@@ -246,255 +246,56 @@ commands:
   sample: ["/usr/bin/VBoxManage list vms", "/usr/bin/VBoxManage metrics query '*' RAM/VMM/Shared,Guest/RAM/Usage/Shared"]
 '''
 
-import shlex
-import socket
-import time
-from urllib.parse import urlsplit
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.common.text.converters import to_native
-
-from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS
+from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS, open_backend
 from ansible_collections.pagefusion.core.plugins.module_utils._daemon_state import DEFAULT_STATE_PATH, read_state
-from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError, state_word
+from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import (
     DEFAULT_PROC_ROOT,
     DEFAULT_ROOT,
-    KsmError,
     KsmSysfs,
+    host_summary,
 )
-from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt
 
 # Where KSM and the processes are read. Module-level so tests can point them at a temporary tree.
 KSM_ROOT = DEFAULT_ROOT
 PROC_ROOT = DEFAULT_PROC_ROOT
-QEMU_RUN_DIRS = ('/run/libvirt/qemu', '/var/run/libvirt/qemu')
-# libvirt drivers (conn.getType()) whose VMs are QEMU processes on the libvirt host.
-QEMU_HYPERVISORS = ('QEMU',)
-
-# VirtualBox metrics: what is read, and the base metrics that "metrics setup" must name (setup matches
-# base metric names only: "RAM/VMM/Shared" would set nothing up).
-VBOX_HOST_METRIC = 'RAM/VMM/Shared'
-VBOX_VM_METRIC = 'Guest/RAM/Usage/Shared'
-VBOX_HOST_BASE = 'RAM/VMM'
-VBOX_VM_BASE = 'Guest/RAM/Usage'
-# How long to wait for the first sample after a setup (the sampling period is 1 s), and how often to look.
-VBOX_SETTLE_SECONDS = 2.0
-VBOX_SETTLE_POLL = 0.5
-VBOX_UNITS = {'B': 1, 'kB': 1024, 'MB': 1024 ** 2, 'GB': 1024 ** 3}
 
 FACTS_BACKENDS = ('auto', 'libvirt', 'virtualbox', 'none')
 
 
-# ---------------------------------------------------------------------------------------------
-# Host
+def host_facts(module, sysfs):
+    """KSM and the daemon's state; a host without KSM is warned about unless only VirtualBox was asked for."""
+    host, warning = host_summary(sysfs)
+    if warning and module.params['backend'] != 'virtualbox':
+        module.warn(warning)
+    host['daemon'], warning = read_state(module.params['daemon_state_path'])
+    if warning:
+        module.warn(warning)
+    return host
 
-def ksm_host_facts(sysfs):
-    """KSM figures of the host, or ``(facts, warning)`` with a warning when KSM is absent or unreadable."""
-    facts = {
-        'ksm_present': sysfs.present(),
-        'ksm_running': False,
-        'knobs': {},
-        'counters': {},
-        'page_size': sysfs.page_size,
-        'shared_bytes': 0,
-        'saved_bytes': 0,
-        'general_profit': None,
-        'ksmd_cpu_seconds': None,
-    }
-    if not facts['ksm_present']:
-        return facts, ('KSM is not available on this host (%s does not exist; a kernel built without CONFIG_KSM?): '
-                       'the KSM figures are empty.' % sysfs.root)
+
+def backend_facts(module, facts, result, sysfs):
+    """The VMs of the backend (auto: the first usable one, or none with a warning)."""
+    backend, problems = open_backend(module, required=module.params['backend'] != 'auto')
+    if problems:
+        module.warn('No hypervisor backend is usable, so no VMs are reported (%s).'
+                    % '; '.join('%s: %s' % problem for problem in problems))
+    if backend is None:
+        return
+    facts['backend'] = backend.name
     try:
-        everything = sysfs.read_all()
-    except (KsmError, IOError, OSError) as exc:
-        return facts, 'Cannot read KSM under %s: %s' % (sysfs.root, to_native(exc))
-    facts.update({
-        'ksm_running': everything['knobs'].get('run') == 1,
-        'knobs': everything['knobs'],
-        'counters': everything['counters'],
-        'shared_bytes': everything['shared_bytes'],
-        'saved_bytes': everything['saved_bytes'],
-        'general_profit': everything['counters'].get('general_profit'),
-        'ksmd_cpu_seconds': sysfs.ksmd_cpu_seconds(),
-    })
-    return facts, None
-
-
-# ---------------------------------------------------------------------------------------------
-# libvirt
-
-def _bytes(pages, page_size):
-    return None if pages is None else pages * page_size
-
-
-def vm_entry(vm):
-    """The keys every VM entry has, whatever the backend."""
-    return {
-        'backend': vm.backend,
-        'uuid': vm.uuid,
-        'power_state': vm.power_state,
-        'page_fusion': state_word(vm.fusion),
-        'page_fusion_live': None if vm.fusion_live is None else state_word(vm.fusion_live),
-    }
-
-
-def libvirt_vm_facts(vm, pid, sysfs):
-    """The entry of one libvirt VM; ``pid`` is its QEMU pid or None."""
-    entry = vm_entry(vm)
-    stat = sysfs.process_ksm(pid) if pid is not None else None
-    if stat is None:
-        entry.update({'mergeable': None, 'merged_bytes': None, 'zero_page_bytes': None, 'profit_bytes': None,
-                      'qemu_pid': pid})
-        return entry
-    entry.update({
-        'mergeable': stat['mergeable'],
-        'merged_bytes': _bytes(stat['merging_pages'], sysfs.page_size),
-        'zero_page_bytes': _bytes(stat['zero_pages'], sysfs.page_size),
-        'profit_bytes': stat['process_profit'],
-        'qemu_pid': pid,
-    })
-    return entry
-
-
-def is_remote_uri(uri, conn):
-    """True when the libvirt connection reaches another machine (its QEMU processes are not here)."""
-    try:
-        netloc = urlsplit(uri).netloc
-    except ValueError:
-        return False
-    if not netloc:
-        return False
-    try:
-        return conn.getHostname() != socket.gethostname()
-    except Exception:  # pylint: disable=broad-except
-        return True
-
-
-def libvirt_vms(module, backend, sysfs):
-    """``{name: entry}`` of every libvirt VM."""
-    try:
-        hypervisor = backend.conn.getType()
-    except Exception:  # pylint: disable=broad-except
-        hypervisor = None
-    local_processes = hypervisor in QEMU_HYPERVISORS
-    if local_processes and is_remote_uri(module.params['uri'], backend.conn):
-        local_processes = False
-        module.warn("libvirt URI '%s' is on another host: per-VM KSM figures are null (the QEMU processes are not on "
-                    "this host) and the host figures are this host's. Run fusion_facts on the hypervisor host with a "
-                    "local URI." % module.params['uri'])
-    vms = {}
-    for vm in backend.list_vms():
-        pid = None
-        if local_processes and not vm.is_off:
-            pid = _libvirt.qemu_pid(vm.name, run_dirs=QEMU_RUN_DIRS, proc_root=PROC_ROOT)
-        vms[vm.name] = libvirt_vm_facts(vm, pid, sysfs)
-    return vms
-
-
-# ---------------------------------------------------------------------------------------------
-# VirtualBox
-
-def vbox_bytes(rows, obj, metric):
-    """The last value of a metric in bytes (VirtualBox reports kB), or None."""
-    from ansible_collections.pagefusion.core.plugins.module_utils._vbox import metric_value
-    value = metric_value(rows, obj, metric)
-    if value is None:
-        return None
-    unit = next((row['unit'] for row in rows if row['object'] == obj and row['metric'] == metric), 'kB')
-    return int(value * VBOX_UNITS.get(unit, 1024))
-
-
-def _vbox_missing(rows, running):
-    """The objects (``host`` and running VMs) whose metric has no value: ``[(label, setup target, base)]``."""
-    missing = []
-    if vbox_bytes(rows, 'host', VBOX_HOST_METRIC) is None:
-        missing.append(('host', 'host', VBOX_HOST_BASE))
-    for vm in running:
-        if vbox_bytes(rows, vm.name, VBOX_VM_METRIC) is None:
-            missing.append((vm.name, vm.uuid, VBOX_VM_BASE))
-    return missing
-
-
-def virtualbox_facts(backend, warn, sleep=time.sleep, clock=time.monotonic):
-    """``(host_entry, {name: entry})`` of a VirtualBox host, setting metric collection up where needed."""
-    from ansible_collections.pagefusion.core.plugins.module_utils._vbox import has_process
-    records = backend.list_vms()
-    running = [vm for vm in records if has_process(vm.power_state) and vm.uuid]
-    metrics = [VBOX_HOST_METRIC, VBOX_VM_METRIC]
-    rows = backend.query_metrics('*', metrics)
-    setup = []
-    missing = _vbox_missing(rows, running)
-    for label, target, base in missing:
-        try:
-            backend.setup_metrics(target, [base])
-        except FusionError as exc:
-            # E.g. the VM was unregistered meanwhile: its figures stay null, the rest is still reported.
-            warn('Cannot set VirtualBox metric collection up for %r: %s' % (label, exc))
-            continue
-        setup.append(target)
-    if setup:
-        deadline = clock() + VBOX_SETTLE_SECONDS
-        while True:
-            rows = backend.query_metrics('*', metrics)
-            still = set(label for label, _target, _base in _vbox_missing(rows, running))
-            if not still.intersection(label for label, _target, _base in missing) or clock() >= deadline:
-                break
-            sleep(VBOX_SETTLE_POLL)
-    host = {'shared_bytes': vbox_bytes(rows, 'host', VBOX_HOST_METRIC), 'metrics_setup': setup}
-    vms = {}
-    for vm in records:
-        entry = vm_entry(vm)
-        entry['shared_bytes'] = vbox_bytes(rows, vm.name, VBOX_VM_METRIC) if vm in running else None
-        vms[vm.name] = entry
-    if setup:
-        empty = [label for label, _target, _base in _vbox_missing(rows, running)]
-        if empty:
-            host['note'] = ('No value yet for %s: this run set VirtualBox metric collection up (VBoxManage metrics '
-                            'setup), and VirtualBox collects only after setup, so the first read after it may be '
-                            'empty (null). Read the facts again in a few seconds. A VM without the Guest Additions '
-                            'never reports Guest/RAM/Usage/Shared.' % ', '.join(repr(label) for label in empty))
-    return host, vms
-
-
-def _open_virtualbox(module):
-    from ansible_collections.pagefusion.core.plugins.module_utils._vbox import VirtualBoxBackend
-    return VirtualBoxBackend(module)
-
-
-# ---------------------------------------------------------------------------------------------
-# Backend choice
-
-def open_backend(module):
-    """``(backend or None, problems)``: like _backends.open_backend, but auto and none never fail."""
-    wanted = module.params['backend']
-    if wanted == 'none':
-        return None, []
-    if wanted == 'libvirt':
-        if not _libvirt.HAS_LIBVIRT:
-            module.fail_json(msg=missing_required_lib('libvirt-python', reason='for backend=libvirt'))
-        try:
-            return _libvirt.LibvirtBackend(module.params['uri']), []
-        except FusionError as exc:
-            module.fail_json(msg=str(exc))
-    if wanted == 'virtualbox':
-        try:
-            return _open_virtualbox(module), []
-        except FusionError as exc:
-            module.fail_json(msg=str(exc))
-    problems = []
-    if _libvirt.HAS_LIBVIRT:
-        try:
-            return _libvirt.LibvirtBackend(module.params['uri']), []
-        except FusionError as exc:
-            problems.append('libvirt: %s' % exc)
-    else:
-        problems.append('libvirt: libvirt-python is not installed')
-    try:
-        return _open_virtualbox(module), []
+        figures, facts['vms'] = backend.usage_facts(sysfs, module.warn)
+        if figures is not None:
+            facts['host'][backend.name] = figures
+        commands = backend.commands()
+        if commands is not None:
+            result['commands'] = commands
     except FusionError as exc:
-        problems.append('VirtualBox: %s' % exc)
-    return None, problems
+        module.fail_json(msg=str(exc))
+    finally:
+        backend.close()
 
 
 def main():
@@ -504,31 +305,9 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     sysfs = KsmSysfs(root=KSM_ROOT, proc_root=PROC_ROOT)
-    host, warning = ksm_host_facts(sysfs)
-    if warning and module.params['backend'] != 'virtualbox':
-        module.warn(warning)
-    host['daemon'], warning = read_state(module.params['daemon_state_path'])
-    if warning:
-        module.warn(warning)
-
-    facts = {'backend': None, 'host': host, 'vms': {}}
+    facts = {'backend': None, 'host': host_facts(module, sysfs), 'vms': {}}
     result = {'changed': False}
-    backend, problems = open_backend(module)
-    if problems:
-        module.warn('No hypervisor backend is usable, so no VMs are reported (%s).' % '; '.join(problems))
-    if backend is not None:
-        facts['backend'] = backend.name
-        try:
-            if backend.name == 'libvirt':
-                facts['vms'] = libvirt_vms(module, backend, sysfs)
-            else:
-                host['virtualbox'], facts['vms'] = virtualbox_facts(backend, module.warn)
-                result['commands'] = [shlex.join(argv) for argv in backend.actions]
-        except FusionError as exc:
-            module.fail_json(msg=str(exc))
-        finally:
-            backend.close()
-
+    backend_facts(module, facts, result, sysfs)
     result['ansible_facts'] = {'pagefusion': facts}
     module.exit_json(**result)
 

@@ -238,7 +238,11 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS
+from ansible_collections.pagefusion.core.plugins.module_utils._backends import (
+    BACKEND_ARGS,
+    libvirt_installed,
+    open_backend,
+)
 from ansible_collections.pagefusion.core.plugins.module_utils._eligibility import (
     ksm_host_eligibility,
     machine_bits,
@@ -246,10 +250,8 @@ from ansible_collections.pagefusion.core.plugins.module_utils._eligibility impor
     vbox_version_support,
 )
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError
-from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmError, KsmSysfs
+from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmSysfs, host_summary
 from ansible_collections.pagefusion.core.plugins.module_utils._tenancy import cross_tenant_report
-from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt
-from ansible_collections.pagefusion.core.plugins.module_utils import _vbox
 
 
 def os_pretty_name(path='/etc/os-release'):
@@ -270,55 +272,54 @@ def host_facts():
 
 
 def ksm_facts():
-    ksm = KsmSysfs()
-    if not ksm.present():
-        return {'present': False, 'running': False, 'knobs': {}}
-    try:
-        knobs = ksm.read_knobs()
-    except KsmError:
-        knobs = {}
-    return {'present': True, 'running': knobs.get('run') == 1, 'knobs': knobs}
-
-
-def guest_os(backend, vm):
-    """``(os_id, os_source, os_name)``: libvirt asks the guest agent first, then libosinfo; never guesses."""
-    if backend.name == 'libvirt':
-        return _libvirt.guest_os(backend.agent_os_info(vm), vm.os_id)
-    return vm.os_id, ('settings' if vm.os_id else None), None
+    """The KSM part of the host summary (its warnings are fusion_facts' business, not this report's)."""
+    summary = host_summary(KsmSysfs())[0]
+    return {'present': summary['ksm_present'], 'running': summary['ksm_running'], 'knobs': summary['knobs']}
 
 
 def vm_entry(backend, vm, host_ok, host_reasons):
     eligible, reasons = backend.eligibility(vm)
     entry = vm.summary()
-    os_id, os_source, os_name = guest_os(backend, vm)
+    os_id, os_source, os_name = backend.guest_os(vm)
     entry.update({'os_id': os_id, 'os_source': os_source, 'os_name': os_name, 'eligible': host_ok and eligible,
                   'reasons': list(host_reasons) + reasons, 'tenant': vm.tenant})
     return entry
 
 
+def read_vms(report, backend, host_ok, host_reasons):
+    """Every VM of the backend, and which tenants already share its page fusion."""
+    records = backend.list_vms()
+    vms = [vm_entry(backend, vm, host_ok, host_reasons) for vm in records]
+    report.update(cross_tenant_report(records))
+    return vms
+
+
+def read_backend(backend, report, read):
+    """The VMs ``read(backend)`` returns (it fills ``report`` too); a FusionError becomes ``report['error']``."""
+    if backend is None:
+        return []
+    try:
+        return read(backend)
+    except FusionError as exc:
+        report['error'] = str(exc)
+        return []
+    finally:
+        backend.close()
+
+
 def libvirt_report(module, host, ksm, strict):
-    report = {'available': _libvirt.HAS_LIBVIRT, 'uri': module.params['uri'], 'reachable': False, 'error': None}
+    backend, problems = open_backend(module, 'libvirt', required=False)
+    report = {'available': libvirt_installed(), 'uri': module.params['uri'], 'reachable': False,
+              'error': problems[0][1] if problems else None}
     report.update(cross_tenant_report([]))
     host_ok, host_reasons = ksm_host_eligibility(host['system'], ksm['present'])
-    vms = []
-    if not _libvirt.HAS_LIBVIRT:
-        report['error'] = 'libvirt-python is not installed'
-    else:
-        try:
-            backend = _libvirt.LibvirtBackend(module.params['uri'])
-        except FusionError as exc:
-            report['error'] = str(exc)
-        else:
-            try:
-                report.update(backend.versions())
-                report['reachable'] = True
-                records = backend.list_vms()
-                vms = [vm_entry(backend, vm, host_ok, host_reasons) for vm in records]
-                report.update(cross_tenant_report(records))
-            except FusionError as exc:
-                report['error'] = str(exc)
-            finally:
-                backend.close()
+
+    def read(backend):
+        report.update(backend.versions())
+        report['reachable'] = True
+        return read_vms(report, backend, host_ok, host_reasons)
+
+    vms = read_backend(backend, report, read)
     if strict and report['error']:
         module.fail_json(msg=report['error'])
     if report['error']:
@@ -334,25 +335,23 @@ def virtualbox_report(module, host, strict):
     An absent VBoxManage is reported (``present: false``); only ``strict`` (backend=virtualbox) fails.
     A release that cannot switch Page Fusion (7.2) is reported as unsupported, never failed.
     """
-    probe = _vbox.probe(module)
-    report = {'present': probe['present'], 'available': False, 'path': probe['path'], 'version': probe['version'],
-              'version_full': probe['version_full'], 'supported': False, 'error': probe.get('reason')}
+    backend, problems = open_backend(module, 'virtualbox', required=False, host=host)
+    report = {'present': backend is not None, 'available': False, 'path': backend and backend.path, 'version': None,
+              'version_full': None, 'supported': False, 'error': problems[0][1] if problems else None}
     report.update(cross_tenant_report([]))
     host_ok, reasons = vbox_host_eligibility(host['machine'], host['system'])
-    vms = []
-    if not report['error']:
-        report['supported'], why = vbox_version_support(probe['version_full'])
+
+    def read(backend):
+        versions = backend.versions()
+        report.update(version=versions['version'], version_full=versions['version_full'])
+        report['supported'], why = vbox_version_support(versions['version_full'])
         if not report['supported']:
             reasons.append(why)
-        try:
-            backend = _vbox.VirtualBoxBackend(module, host_machine=host['machine'], host_system=host['system'])
-            records = backend.list_vms()
-            vms = [vm_entry(backend, vm, host_ok and report['supported'], reasons) for vm in records]
-            report.update(cross_tenant_report(records))
-        except FusionError as exc:
-            report['error'] = str(exc)
-        else:
-            report['available'] = True
+        found = read_vms(report, backend, host_ok and report['supported'], reasons)
+        report['available'] = True
+        return found
+
+    vms = read_backend(backend, report, read)
     if strict and report['error']:
         module.fail_json(msg=report['error'])
     if report['error']:

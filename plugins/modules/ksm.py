@@ -264,75 +264,100 @@ def fail(module, err, **kwargs):
     module.fail_json(msg=to_native(err), knob=getattr(err, 'knob', None), **kwargs)
 
 
-def main():
-    argument_spec = dict(
-        run=dict(type='int', choices=[0, 1, 2]),
-        pages_to_scan=dict(type='int'),
-        sleep_millisecs=dict(type='int'),
-        merge_across_nodes=dict(type='bool'),
-        use_zero_pages=dict(type='bool'),
-        max_page_sharing=dict(type='int'),
-        stable_node_chains_prune_millisecs=dict(type='int'),
-        smart_scan=dict(type='bool'),
-        advisor_mode=dict(type='str', choices=['none', 'scan-time']),
-        advisor_max_cpu=dict(type='int'),
-        advisor_target_scan_time=dict(type='int'),
-        advisor_min_pages_to_scan=dict(type='int'),
-        advisor_max_pages_to_scan=dict(type='int'),
-        allow_unmerge=dict(type='bool', default=False),
-        persist=dict(type='bool', default=False),
-        persist_path=dict(type='path', default='/etc/tmpfiles.d/pagefusion-ksm.conf'),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    allow_unmerge = module.params['allow_unmerge']
+ARGUMENT_SPEC = dict(
+    run=dict(type='int', choices=[0, 1, 2]),
+    pages_to_scan=dict(type='int'),
+    sleep_millisecs=dict(type='int'),
+    merge_across_nodes=dict(type='bool'),
+    use_zero_pages=dict(type='bool'),
+    max_page_sharing=dict(type='int'),
+    stable_node_chains_prune_millisecs=dict(type='int'),
+    smart_scan=dict(type='bool'),
+    advisor_mode=dict(type='str', choices=['none', 'scan-time']),
+    advisor_max_cpu=dict(type='int'),
+    advisor_target_scan_time=dict(type='int'),
+    advisor_min_pages_to_scan=dict(type='int'),
+    advisor_max_pages_to_scan=dict(type='int'),
+    allow_unmerge=dict(type='bool', default=False),
+    persist=dict(type='bool', default=False),
+    persist_path=dict(type='path', default='/etc/tmpfiles.d/pagefusion-ksm.conf'),
+)
 
-    sysfs = KsmSysfs()
-    try:
-        wanted = normalize_wanted(dict((k, module.params[k]) for k in KNOB_NAMES))
-        sysfs.require()
-        current = sysfs.read_knobs()
-        changes = plan_changes(current, wanted, sysfs.root)
-        unmerge = check_plan(sysfs.read_counters(), changes, allow_unmerge)
-    except KsmError as err:
-        fail(module, err)
 
-    touched = set(wanted)
-    if 'advisor_mode' in changes and 'pages_to_scan' in current:
-        touched.add('pages_to_scan')
+class KsmManager(object):
+    """Plan, then apply: the knobs first (check mode stops after the plan), then the tmpfiles.d file."""
 
-    result = dict(changed=bool(changes), unmerged=unmerge)
-    if changes and not module.check_mode:
+    def __init__(self, module, sysfs=None):
+        self.module = module
+        self.sysfs = sysfs or KsmSysfs()
+        self.allow_unmerge = module.params['allow_unmerge']
+        self.diffs = []
+        self.result = {}
+
+    def plan(self):
+        """Read the knobs, decide what changes and refuse what the kernel would refuse; nothing is written."""
         try:
-            result['unmerged'] = sysfs.apply(changes, allow_unmerge)
+            self.wanted = normalize_wanted(dict((k, self.module.params[k]) for k in KNOB_NAMES))
+            self.sysfs.require()
+            self.current = self.sysfs.read_knobs()
+            self.changes = plan_changes(self.current, self.wanted, self.sysfs.root)
+            unmerge = check_plan(self.sysfs.read_counters(), self.changes, self.allow_unmerge)
         except KsmError as err:
-            # Some knobs may have been written before the failure: report the knobs as they are now.
-            fail(module, err, before=dict((k, current[k]) for k in KNOB_NAMES if k in touched), knobs=sysfs.read_knobs())
-        knobs_after = sysfs.read_knobs()
-    else:
-        knobs_after = predict_knobs(current, changes)
+            fail(self.module, err)
+        self.touched = set(self.wanted)
+        if 'advisor_mode' in self.changes and 'pages_to_scan' in self.current:
+            self.touched.add('pages_to_scan')
+        self.result = dict(changed=bool(self.changes), unmerged=unmerge)
 
-    result['before'] = dict((k, current[k]) for k in KNOB_NAMES if k in touched)
-    result['after'] = dict((k, knobs_after[k]) for k in KNOB_NAMES if k in touched)
-    result['knobs'] = knobs_after
-    diffs = [dict(before=result['before'], after=result['after'])]
+    def _touched(self, knobs):
+        return dict((k, knobs[k]) for k in KNOB_NAMES if k in self.touched)
 
-    if module.params['persist']:
-        path = module.params['persist_path']
-        result['persist_path'] = path
-        content = tmpfiles_content(wanted)
+    def apply_knobs(self):
+        """Write the planned knobs (outside check mode); before/after of the knobs the task names."""
+        if self.changes and not self.module.check_mode:
+            try:
+                self.result['unmerged'] = self.sysfs.apply(self.changes, self.allow_unmerge)
+            except KsmError as err:
+                # Some knobs may have been written before the failure: report the knobs as they are now.
+                fail(self.module, err, before=self._touched(self.current), knobs=self.sysfs.read_knobs())
+            knobs_after = self.sysfs.read_knobs()
+        else:
+            knobs_after = predict_knobs(self.current, self.changes)
+        self.result['before'] = self._touched(self.current)
+        self.result['after'] = self._touched(knobs_after)
+        self.result['knobs'] = knobs_after
+        self.diffs.append(dict(before=self.result['before'], after=self.result['after']))
+
+    def apply_persist(self):
+        """Write the tmpfiles.d file when it differs (outside check mode)."""
+        path = self.module.params['persist_path']
+        self.result['persist_path'] = path
+        content = tmpfiles_content(self.wanted)
         existing = read_file(path)
-        if existing != content:
-            result['changed'] = True
-            diffs.append(dict(before_header=path, after_header=path, before=existing or '', after=content))
-            if not module.check_mode:
-                try:
-                    write_persist(module, path, content)
-                except (IOError, OSError) as err:
-                    module.fail_json(msg='Could not write %s: %s' % (path, to_native(err)), **result)
+        if existing == content:
+            return
+        self.result['changed'] = True
+        self.diffs.append(dict(before_header=path, after_header=path, before=existing or '', after=content))
+        if not self.module.check_mode:
+            try:
+                write_persist(self.module, path, content)
+            except (IOError, OSError) as err:
+                self.module.fail_json(msg='Could not write %s: %s' % (path, to_native(err)), **self.result)
 
-    if module._diff:
-        result['diff'] = diffs[0] if len(diffs) == 1 else diffs
-    module.exit_json(**result)
+    def results(self):
+        if self.module._diff:
+            self.result['diff'] = self.diffs[0] if len(self.diffs) == 1 else self.diffs
+        return self.result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    manager = KsmManager(module)
+    manager.plan()
+    manager.apply_knobs()
+    if module.params['persist']:
+        manager.apply_persist()
+    module.exit_json(**manager.results())
 
 
 if __name__ == '__main__':

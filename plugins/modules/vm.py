@@ -300,119 +300,172 @@ def normalize_names(module, names):
     return [n if isinstance(n, str) else str(n) for n in names]
 
 
-def run_module(module, backend):
-    params = module.params
-    want = None if params['state'] is None else params['state'] == 'enabled'
-    settings = dict((key, params[key]) for key in SETTINGS if params[key] is not None)
-    unsupported_settings = sorted(set(settings) - set(getattr(backend, 'supported_settings', ())))
-    if unsupported_settings:
-        module.fail_json(msg='%s: the %s backend has no such setting (the QEMU guest agent channel is libvirt only). '
-                             'Nothing was changed.' % (', '.join(unsupported_settings), backend.name))
-    vms = backend.list_vms()
-    selected, missing = select_vms(vms, names=params['name'], pattern=params['pattern'])
-    if missing:
-        known = sorted(vm.name for vm in vms)
+class VmManager(object):
+    """One run of the module, in phases: select, plan, refuse, apply, results.
+
+    Every VM is read once and every change planned before anything changes; check mode and diff mode
+    use the very same plans as a real run.
+    """
+
+    def __init__(self, module, backend):
+        self.module = module
+        self.backend = backend
+        self.params = module.params
+        self.want = None if self.params['state'] is None else self.params['state'] == 'enabled'
+        self.settings = dict((key, self.params[key]) for key in SETTINGS if self.params[key] is not None)
+        self.vms, self.selected, self.plans = [], [], []
+        self.before, self.entries, self.actions = {}, [], []
+
+    def run(self):
+        self.select()
+        self.plan()
+        self.refuse()
+        self.apply()
+        return self.results()
+
+    # -- select ---------------------------------------------------------------------------------
+
+    def select(self):
+        """Read every VM once and pick the ones named; unknown names fail before anything changes."""
+        unsupported = sorted(set(self.settings) - set(self.backend.supported_settings))
+        if unsupported:
+            self.module.fail_json(msg='%s: the %s backend has no such setting (the QEMU guest agent channel is libvirt '
+                                      'only). Nothing was changed.' % (', '.join(unsupported), self.backend.name))
+        self.vms = self.backend.list_vms()
+        self.selected, missing = select_vms(self.vms, names=self.params['name'], pattern=self.params['pattern'])
+        if missing:
+            self._fail_missing(missing)
+        if self.params['pattern'] is not None and not self.selected:
+            self.module.warn("pattern %r matches no VM on the %s backend; nothing to do."
+                             % (self.params['pattern'], self.backend.name))
+
+    def _fail_missing(self, missing):
+        known = sorted(vm.name for vm in self.vms)
         shown = ', '.join(repr(n) for n in known[:MAX_NAMES_IN_ERROR]) + (' …' if len(known) > MAX_NAMES_IN_ERROR else '')
-        module.fail_json(
+        where = " at '%s'" % self.params['uri'] if self.backend.name == 'libvirt' else ''
+        self.module.fail_json(
             msg='VM %s not found on the %s backend%s. Nothing was changed. Known VMs: %s. '
                 'Use pagefusion.core.host_info to list them.'
-                % (', '.join(repr(n) for n in missing), backend.name,
-                   " at '%s'" % params['uri'] if backend.name == 'libvirt' else '', shown or 'none'),
+                % (', '.join(repr(n) for n in missing), self.backend.name, where, shown or 'none'),
             missing=missing)
-    if params['pattern'] is not None and not selected:
-        module.warn("pattern %r matches no VM on the %s backend; nothing to do." % (params['pattern'], backend.name))
 
-    plans = [plan_vm(vm, want, params['when_running'], can_defer=backend.can_defer, settings=settings)
-             for vm in selected]
-    # A host that cannot switch page fusion at all (VirtualBox 7.2, 32-bit or macOS hosts) is reported, not
-    # failed. It wins over a VM's own blocker (running, saved): shutting that VM down would not help.
-    unsupported = backend.unsupported_reason()
-    if unsupported:
-        for plan in plans:
-            if plan.changes or plan.error:
-                plan.unsupported, plan.error = unsupported, None
-    errors = [plan.error for plan in plans if plan.error]
-    if not errors and not params['allow_cross_tenant']:
-        tenant_errors, tenant_warnings = check_plans(vms, plans)
-        errors.extend(tenant_errors)
-        for warning in tenant_warnings:
-            module.warn(warning)
-    if errors:
-        refused = [result_for(plan, [], False) for plan in plans]
+    # -- plan -----------------------------------------------------------------------------------
+
+    def plan(self):
+        self.plans = [plan_vm(vm, self.want, self.params['when_running'], can_defer=self.backend.can_defer,
+                              settings=self.settings) for vm in self.selected]
+        # A host that cannot switch page fusion at all (VirtualBox 7.2, 32-bit or macOS hosts) is reported, not
+        # failed. It wins over a VM's own blocker (running, saved): shutting that VM down would not help.
+        unsupported = self.backend.unsupported_reason()
+        if unsupported:
+            for plan in self.plans:
+                if plan.changes or plan.error:
+                    plan.unsupported, plan.error = unsupported, None
+
+    # -- refuse ---------------------------------------------------------------------------------
+
+    def refuse(self):
+        """Fail, changing nothing, when any plan cannot run or would mix tenants."""
+        errors = [plan.error for plan in self.plans if plan.error]
+        if not errors and not self.params['allow_cross_tenant']:
+            tenant_errors, tenant_warnings = check_plans(self.vms, self.plans)
+            errors.extend(tenant_errors)
+            for warning in tenant_warnings:
+                self.module.warn(warning)
+        if not errors:
+            return
+        refused = [result_for(plan, [], False) for plan in self.plans]
         for entry in refused:
             entry['changed'] = False
         # Some backend messages already say it (e.g. VirtualBox's saved-state one): say it once.
         errors = [error[:-len(NOTHING_CHANGED)].rstrip() if error.endswith(NOTHING_CHANGED) else error
                   for error in errors]
-        module.fail_json(msg='%s %s' % (' '.join(errors), NOTHING_CHANGED), vms=refused)
+        self.module.fail_json(msg='%s %s' % (' '.join(errors), NOTHING_CHANGED), vms=refused)
 
-    before = {}
-    for plan in plans:
-        before[plan.vm.name] = {'page_fusion': state_word(plan.vm.fusion), 'power_state': plan.vm.power_state}
-        before[plan.vm.name].update(plan.settings_before)
-        if want and plan.before != want and not plan.unsupported:
-            eligible, reasons = backend.eligibility(plan.vm)
-            if not eligible:
-                module.warn("VM '%s' is not eligible for page fusion, so enabling it has no effect there: %s"
-                            % (plan.vm.name, '; '.join(reasons)))
+    # -- apply ----------------------------------------------------------------------------------
 
-    results, all_actions = [], []
-    for plan in plans:
-        actions = [] if plan.unsupported else describe_plan(backend, plan, params['shutdown_timeout'],
-                                                            params['force_off'])
+    def apply(self):
+        """Describe every plan and, outside check mode, carry it out, one VM after the other."""
+        self._record_before()
+        for plan in self.plans:
+            self._apply_one(plan)
+
+    def _record_before(self):
+        for plan in self.plans:
+            self.before[plan.vm.name] = {'page_fusion': state_word(plan.vm.fusion), 'power_state': plan.vm.power_state}
+            self.before[plan.vm.name].update(plan.settings_before)
+            if self.want and plan.before != self.want and not plan.unsupported:
+                eligible, reasons = self.backend.eligibility(plan.vm)
+                if not eligible:
+                    self.module.warn("VM '%s' is not eligible for page fusion, so enabling it has no effect there: %s"
+                                     % (plan.vm.name, '; '.join(reasons)))
+
+    def _apply_one(self, plan):
+        timeout, force_off = self.params['shutdown_timeout'], self.params['force_off']
+        actions = [] if plan.unsupported else describe_plan(self.backend, plan, timeout, force_off)
         done = False
-        if actions and not module.check_mode:
+        if actions and not self.module.check_mode:
             try:
-                apply_plan(backend, plan, params['shutdown_timeout'], params['force_off'])
+                apply_plan(self.backend, plan, timeout, force_off)
                 done = True
             except UnsupportedError as exc:
                 plan.unsupported = str(exc)
                 actions = []
             except FusionError as exc:
-                # Report what really happened to this VM: a refused shutdown changed nothing, while a failed
-                # start may leave it switched but off.
-                entry = result_for(plan, actions, False)
-                entry['page_fusion'] = entry['page_fusion_after'] = state_word(plan.vm.fusion)
-                for key in plan.settings_before:
-                    entry[key] = entry['%s_after' % key] = plan.vm.settings.get(key)
-                entry['changed'] = (plan.vm.fusion != plan.before
-                                    or plan.vm.power_state != before[plan.vm.name]['power_state']
-                                    or any(plan.vm.settings.get(key) != value
-                                           for key, value in plan.settings_before.items()))
-                results.append(entry)
-                module.fail_json(msg=str(exc), vms=results, actions=all_actions + actions,
-                                 changed=any(r['changed'] and r['applied'] for r in results[:-1]) or entry['changed'])
-        all_actions.extend(actions)
-        results.append(result_for(plan, actions, done))
+                self._fail_applying(plan, actions, exc)
+        self.actions.extend(actions)
+        self.entries.append(result_for(plan, actions, done))
 
-    after, left_alone = {}, {}
-    for entry in results:
-        # In check mode the record still holds the old setting: report the predicted one.
-        entry['page_fusion'] = entry['page_fusion_after']
-        after[entry['name']] = {'page_fusion': entry['page_fusion_after'], 'power_state': entry['power_state']}
-        after[entry['name']].update(dict((key, entry['%s_after' % key]) for key in settings))
-        if entry.get('unsupported'):
-            left_alone.setdefault(entry['unsupported'], []).append(entry['name'])
-    for reason, names in left_alone.items():
-        module.warn('Page fusion cannot be switched on this host, so %s %s: %s'
-                    % (', '.join(repr(name) for name in names),
-                       'is left as it is' if len(names) == 1 else 'are left as they are', reason))
+    def _fail_applying(self, plan, actions, exc):
+        """Report what really happened to this VM: a refused shutdown changed nothing, while a failed start may
+        leave it switched but off."""
+        entry = result_for(plan, actions, False)
+        entry['page_fusion'] = entry['page_fusion_after'] = state_word(plan.vm.fusion)
+        for key in plan.settings_before:
+            entry[key] = entry['%s_after' % key] = plan.vm.settings.get(key)
+        entry['changed'] = (plan.vm.fusion != plan.before
+                            or plan.vm.power_state != self.before[plan.vm.name]['power_state']
+                            or any(plan.vm.settings.get(key) != value for key, value in plan.settings_before.items()))
+        done_before = any(other['changed'] and other['applied'] for other in self.entries)
+        self.entries.append(entry)
+        self.module.fail_json(msg=str(exc), vms=self.entries, actions=self.actions + actions,
+                              changed=done_before or entry['changed'])
 
-    result = dict(
-        changed=any(entry['changed'] for entry in results),
-        backend=backend.name,
-        vms=results,
-        actions=all_actions,
-        restart_required=any(entry['restart_required'] for entry in results),
-        unsupported=any(entry.get('unsupported') for entry in results),
-    )
-    if module._diff:
-        result['diff'] = dict(before=before, after=after)
-    return result
+    # -- results --------------------------------------------------------------------------------
+
+    def results(self):
+        after = self._after()
+        result = dict(
+            changed=any(entry['changed'] for entry in self.entries),
+            backend=self.backend.name,
+            vms=self.entries,
+            actions=self.actions,
+            restart_required=any(entry['restart_required'] for entry in self.entries),
+            unsupported=any(entry.get('unsupported') for entry in self.entries),
+        )
+        if self.module._diff:
+            result['diff'] = dict(before=self.before, after=after)
+        return result
+
+    def _after(self):
+        """The diff's ``after``; warns once per reason about VMs left alone on a host that cannot switch."""
+        after, left_alone = {}, {}
+        for entry in self.entries:
+            # In check mode the record still holds the old setting: report the predicted one.
+            entry['page_fusion'] = entry['page_fusion_after']
+            after[entry['name']] = {'page_fusion': entry['page_fusion_after'], 'power_state': entry['power_state']}
+            after[entry['name']].update(dict((key, entry['%s_after' % key]) for key in self.settings))
+            if entry.get('unsupported'):
+                left_alone.setdefault(entry['unsupported'], []).append(entry['name'])
+        for reason, names in left_alone.items():
+            self.module.warn('Page fusion cannot be switched on this host, so %s %s: %s'
+                             % (', '.join(repr(name) for name in names),
+                                'is left as it is' if len(names) == 1 else 'are left as they are', reason))
+        return after
 
 
-def main():
-    argument_spec = dict(
+def argument_spec():
+    spec = dict(
         name=dict(type='raw', aliases=['names']),
         pattern=dict(type='str'),
         state=dict(type='str', choices=['enabled', 'disabled']),
@@ -422,9 +475,13 @@ def main():
         force_off=dict(type='bool', default=False),
         allow_cross_tenant=dict(type='bool', default=False),
     )
-    argument_spec.update(BACKEND_ARGS)
+    spec.update(BACKEND_ARGS)
+    return spec
+
+
+def main():
     module = AnsibleModule(
-        argument_spec=argument_spec,
+        argument_spec=argument_spec(),
         mutually_exclusive=[('name', 'pattern')],
         required_one_of=[('name', 'pattern'), ('state', 'guest_agent_channel')],
         supports_check_mode=True,
@@ -433,9 +490,9 @@ def main():
         module.fail_json(msg='shutdown_timeout must be at least 1 second, got %s' % module.params['shutdown_timeout'])
     module.params['name'] = normalize_names(module, module.params['name'])
 
-    backend = open_backend(module)
+    backend = open_backend(module)[0]
     try:
-        result = run_module(module, backend)
+        result = VmManager(module, backend).run()
     except FusionError as exc:
         module.fail_json(msg=str(exc))
     finally:

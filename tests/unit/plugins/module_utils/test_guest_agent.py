@@ -12,7 +12,7 @@ import pytest
 
 libvirt = pytest.importorskip('libvirt')
 
-from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt  # noqa: E402
+from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt, _libvirt_xml  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (  # noqa: E402
     STEP_SET_DEFINITION,
     STEP_SET_FUSION,
@@ -65,7 +65,7 @@ def test_add_channel_then_idempotent_then_remove(backend):
     assert root.find('./devices/serial') is not None
     names = [t.get('name') for t in root.findall('./devices/channel/target')]
     assert sorted(names) == ['org.example.other.0', 'org.qemu.guest_agent.0']
-    channel = [c for c in root.findall('./devices/channel') if c.find('target').get('name') == _libvirt.GUEST_AGENT_PORT]
+    channel = [c for c in root.findall('./devices/channel') if c.find('target').get('name') == _libvirt_xml.GUEST_AGENT_PORT]
     assert channel[0].get('type') == 'unix'
 
     apply_plan(backend, plan_vm(again, None, 'fail', settings=NO_AGENT), 5, False)
@@ -134,10 +134,10 @@ def test_set_agent_channel_pure():
     root = ET.fromstring('<domain><devices><channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/>'
                          '</channel><channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/>'
                          '</channel></devices></domain>')
-    assert _libvirt.set_agent_channel(root, True) is False
-    assert _libvirt.set_agent_channel(root, False) is True
+    assert _libvirt_xml.set_agent_channel(root, True) is False
+    assert _libvirt_xml.set_agent_channel(root, False) is True
     assert root.findall('./devices/channel') == []
-    assert _libvirt.set_agent_channel(root, False) is False
+    assert _libvirt_xml.set_agent_channel(root, False) is False
 
 
 # -- the guest OS: agent, then libosinfo, then unknown ---------------------------------------------
@@ -176,7 +176,7 @@ def test_agent_answers(backend):
     info = backend.agent_os_info(record(dom, LIVE_CONNECTED))
     assert info['id'] == 'debian' and info['version_id'] == '12'
     assert info['pretty_name'] == 'Debian GNU/Linux 12 (bookworm)'
-    assert _libvirt.guest_os(info, 'http://debian.org/debian/12') == ('debian', 'agent', 'Debian GNU/Linux 12 (bookworm)')
+    assert _libvirt_xml.guest_os(info, 'http://debian.org/debian/12') == ('debian', 'agent', 'Debian GNU/Linux 12 (bookworm)')
 
 
 @pytest.mark.parametrize('live_xml', [None, LIVE_DISCONNECTED, '<domain><devices/></domain>'])
@@ -203,7 +203,7 @@ def test_qmp_fallback(backend, monkeypatch):
     monkeypatch.setattr(_libvirt, 'libvirt_qemu', FakeQemu)
     info = backend.agent_os_info(record(FakeDom(error=True), LIVE_CONNECTED))
     assert info['id'] == 'mswindows' and info['name'] is None
-    assert _libvirt.guest_os(info, None) == ('mswindows', 'agent', 'Windows Server 2022 Standard')
+    assert _libvirt_xml.guest_os(info, None) == ('mswindows', 'agent', 'Windows Server 2022 Standard')
 
 
 def test_empty_agent_answer_is_no_answer(backend):
@@ -211,6 +211,6 @@ def test_empty_agent_answer_is_no_answer(backend):
 
 
 def test_os_source_order():
-    assert _libvirt.guest_os(None, 'http://microsoft.com/win/10') == ('http://microsoft.com/win/10', 'libosinfo', None)
-    assert _libvirt.guest_os({'id': None, 'name': 'x'}, None) == (None, None, None)
-    assert _libvirt.guest_os(None, None) == (None, None, None)
+    assert _libvirt_xml.guest_os(None, 'http://microsoft.com/win/10') == ('http://microsoft.com/win/10', 'libosinfo', None)
+    assert _libvirt_xml.guest_os({'id': None, 'name': 'x'}, None) == (None, None, None)
+    assert _libvirt_xml.guest_os(None, None) == (None, None, None)

@@ -11,7 +11,7 @@ import pytest
 
 libvirt = pytest.importorskip('libvirt')
 
-from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt  # noqa: E402
+from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt, _libvirt_qemu  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (  # noqa: E402
     FusionError,
     apply_plan,
@@ -150,16 +150,16 @@ def test_qemu_pid_from_pidfile_and_cmdline(tmp_path):
     run_dir.mkdir()
     (proc / '4242').mkdir(parents=True)
     (proc / '4242' / 'cmdline').write_bytes(b'/usr/bin/qemu-system-x86_64\0-name\0guest=a,,b,debug-threads=on\0')
-    assert _libvirt.qemu_pid('a,b', run_dirs=(str(run_dir),), proc_root=str(proc)) == 4242
+    assert _libvirt_qemu.qemu_pid('a,b', run_dirs=(str(run_dir),), proc_root=str(proc)) == 4242
     # 'a' must not match the QEMU of 'a,b' (its -name value is 'guest=a,,b').
-    assert _libvirt.qemu_pid('a', run_dirs=(str(run_dir),), proc_root=str(proc)) is None
+    assert _libvirt_qemu.qemu_pid('a', run_dirs=(str(run_dir),), proc_root=str(proc)) is None
     (proc / '51').mkdir()
     (proc / '51' / 'cmdline').write_bytes(b'qemu\0-name\0guest=vm 1,debug-threads=on\0')
     (run_dir / 'vm 1.pid').write_text('51\n')
-    assert _libvirt.qemu_pid('vm 1', run_dirs=(str(run_dir),), proc_root=str(proc)) == 51
+    assert _libvirt_qemu.qemu_pid('vm 1', run_dirs=(str(run_dir),), proc_root=str(proc)) == 51
     # A stale pid file naming another domain's process does not count.
     (run_dir / 'other.pid').write_text('4242\n')
-    assert _libvirt.qemu_pid('other', run_dirs=(str(run_dir),), proc_root=str(proc)) is None
+    assert _libvirt_qemu.qemu_pid('other', run_dirs=(str(run_dir),), proc_root=str(proc)) is None
 
 
 def test_qemu_pid_from_xml_escaped_pidfile(tmp_path):
@@ -170,4 +170,4 @@ def test_qemu_pid_from_xml_escaped_pidfile(tmp_path):
     (proc / '77').mkdir(parents=True)
     (proc / '77' / 'cmdline').write_bytes(b'qemu\0-name\0guest=a "b" & c,debug-threads=on\0')
     (run_dir / 'a &quot;b&quot; &amp; c.pid').write_text('77\n')
-    assert _libvirt.qemu_pid('a "b" & c', run_dirs=(str(run_dir),), proc_root=str(proc)) == 77
+    assert _libvirt_qemu.qemu_pid('a "b" & c', run_dirs=(str(run_dir),), proc_root=str(proc)) == 77

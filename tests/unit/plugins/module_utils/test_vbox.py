@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from ansible_collections.pagefusion.core.plugins.module_utils import _vbox
+from ansible_collections.pagefusion.core.plugins.module_utils import _vbox, _vbox_parse, _vbox_runner
 from ansible_collections.pagefusion.core.plugins.module_utils._eligibility import (
     vbox_guest_eligibility,
     vbox_host_eligibility,
@@ -74,7 +74,7 @@ GuestAdditionsRunLevel=2
 
 @pytest.mark.parametrize('newline', ['\n', '\r\n'])
 def test_parse_machinereadable_real_format(newline):
-    info = _vbox.parse_machinereadable(SHOWVMINFO_71.replace('\n', newline))
+    info = _vbox_parse.parse_machinereadable(SHOWVMINFO_71.replace('\n', newline))
     assert info['name'] == 'win "10" = pro \\ x'
     assert info['ostype'] == 'Windows 10 (64-bit)'
     assert info['memory'] == '2048'
@@ -92,7 +92,7 @@ def test_parse_machinereadable_real_format(newline):
 def test_parse_machinereadable_unicode_and_odd_lines():
     text = ('name="ünïcødé 名前 {x}"\nnot a key value line\n\ncpuid=00000001,00000000,00000001\n'
             'VMState="running"\n"escaped \\"key\\""="v"\nunterminated="abc')
-    info = _vbox.parse_machinereadable(text)
+    info = _vbox_parse.parse_machinereadable(text)
     assert info['name'] == 'ünïcødé 名前 {x}'
     assert info['cpuid'] == '00000001,00000000,00000001'
     assert info['VMState'] == 'running'
@@ -102,8 +102,8 @@ def test_parse_machinereadable_unicode_and_odd_lines():
 
 
 def test_parse_machinereadable_inaccessible():
-    info = _vbox.parse_machinereadable('name="<inaccessible>"\nUUID="%s"\n' % UUID_A)
-    assert _vbox.vm_state(info) == _vbox.INACCESSIBLE
+    info = _vbox_parse.parse_machinereadable('name="<inaccessible>"\nUUID="%s"\n' % UUID_A)
+    assert _vbox_parse.vm_state(info) == _vbox_parse.INACCESSIBLE
 
 
 def test_parse_list_vms_tricky_names():
@@ -113,14 +113,14 @@ def test_parse_list_vms_tricky_names():
             '"<inaccessible>" {5D3EC6C7-0A1B-4C2D-8E3F-00000000000A}\n'
             '"ünï = 名前" {5d3ec6c7-0a1b-4c2d-8e3f-00000000000b}\n'
             'garbage line\n' % (UUID_A, UUID_B, UUID_C))
-    assert _vbox.parse_list_vms(text) == [
+    assert _vbox_parse.parse_list_vms(text) == [
         ('plain', UUID_A),
         ('with "quotes" and spaces', UUID_B),
         ('braces {a} } {b}', UUID_C),
         ('<inaccessible>', '5d3ec6c7-0a1b-4c2d-8e3f-00000000000a'),
         ('ünï = 名前', '5d3ec6c7-0a1b-4c2d-8e3f-00000000000b'),
     ]
-    assert _vbox.parse_list_vms('') == []
+    assert _vbox_parse.parse_list_vms('') == []
 
 
 METRICS_QUERY = (
@@ -138,7 +138,7 @@ METRICS_QUERY = (
 
 
 def test_parse_metrics_query_known_metrics():
-    rows = _vbox.parse_metrics_query(METRICS_QUERY, ['RAM/VMM/Shared', 'Guest/RAM/Usage/Shared'])
+    rows = _vbox_parse.parse_metrics_query(METRICS_QUERY, ['RAM/VMM/Shared', 'Guest/RAM/Usage/Shared'])
     by = {(row['object'], row['metric']): row for row in rows}
     assert by[('host', 'RAM/VMM/Shared')]['values'] == [123456]
     assert by[('host', 'RAM/VMM/Shared')]['unit'] == 'kB'
@@ -148,13 +148,13 @@ def test_parse_metrics_query_known_metrics():
     assert by[('vm Guest/RAM/Usage/Shared x', 'Guest/RAM/Usage/Shared')]['values'] == [5]
     assert by[('idle vm', 'Guest/RAM/Usage/Shared')]['values'] == []
     assert ('net vm', 'Guest/Network/Rate/Rx') not in by
-    assert _vbox.metric_value(rows, 'win 10', 'Guest/RAM/Usage/Shared') == 4096
-    assert _vbox.metric_value(rows, 'idle vm', 'Guest/RAM/Usage/Shared') is None
-    assert _vbox.metric_value(rows, 'nope', 'RAM/VMM/Shared') is None
+    assert _vbox_parse.metric_value(rows, 'win 10', 'Guest/RAM/Usage/Shared') == 4096
+    assert _vbox_parse.metric_value(rows, 'idle vm', 'Guest/RAM/Usage/Shared') is None
+    assert _vbox_parse.metric_value(rows, 'nope', 'RAM/VMM/Shared') is None
 
 
 def test_parse_metrics_query_generic():
-    rows = _vbox.parse_metrics_query(METRICS_QUERY)
+    rows = _vbox_parse.parse_metrics_query(METRICS_QUERY)
     by = {(row['object'], row['metric']): row for row in rows}
     assert by[('net vm', 'Guest/Network/Rate/Rx')]['values'] == [12, 13]
     assert by[('net vm', 'Guest/Network/Rate/Rx')]['unit'] == 'B/s'
@@ -164,7 +164,7 @@ def test_parse_metrics_query_generic():
 
 
 def test_parse_metrics_query_header_only():
-    assert _vbox.parse_metrics_query(METRICS_QUERY.split('host', 1)[0], ['RAM/VMM/Shared']) == []
+    assert _vbox_parse.parse_metrics_query(METRICS_QUERY.split('host', 1)[0], ['RAM/VMM/Shared']) == []
 
 
 @pytest.mark.parametrize('text, value', [
@@ -176,24 +176,24 @@ def test_parse_metrics_query_header_only():
     ('', None),
 ])
 def test_parse_extradata(text, value):
-    assert _vbox.parse_extradata(text) == value
+    assert _vbox_parse.parse_extradata(text) == value
 
 
 def test_every_vm_state_name():
-    assert len(_vbox.VM_STATES) == 23
-    for state in _vbox.VM_STATES:
-        assert _vbox.is_off_state(state) == (state in ('poweroff', 'aborted', 'teleported')), state
-    assert not _vbox.is_off_state('saved')
-    assert not _vbox.is_off_state('aborted-saved')
-    assert not _vbox.is_off_state('unknown')
-    assert not _vbox.has_process('poweroff')
-    assert not _vbox.has_process('saved')
-    assert _vbox.has_process('running')
-    assert _vbox.has_process('paused')
+    assert len(_vbox_parse.VM_STATES) == 23
+    for state in _vbox_parse.VM_STATES:
+        assert _vbox_parse.is_off_state(state) == (state in ('poweroff', 'aborted', 'teleported')), state
+    assert not _vbox_parse.is_off_state('saved')
+    assert not _vbox_parse.is_off_state('aborted-saved')
+    assert not _vbox_parse.is_off_state('unknown')
+    assert not _vbox_parse.has_process('poweroff')
+    assert not _vbox_parse.has_process('saved')
+    assert _vbox_parse.has_process('running')
+    assert _vbox_parse.has_process('paused')
 
 
 def test_saved_state_message():
-    text = _vbox.saved_state_message('win 10', 'saved')
+    text = _vbox_parse.saved_state_message('win 10', 'saved')
     assert "'win 10'" in text
     assert 'discard' in text.lower()
     assert 'start the VM and shut it down' in text
@@ -203,7 +203,7 @@ def test_saved_state_message():
 @pytest.mark.parametrize('value, expected', [('on', True), ('off', False), (None, None)])
 def test_page_fusion_enabled(value, expected):
     info = {} if value is None else {'pagefusion': value}
-    assert _vbox.page_fusion_enabled(info) is expected
+    assert _vbox_parse.page_fusion_enabled(info) is expected
 
 
 VBOX_FILE = '''<?xml version="1.0"?>
@@ -219,30 +219,30 @@ VBOX_FILE = '''<?xml version="1.0"?>
 def test_read_vbox_os_type(tmp_path):
     with_ns = tmp_path / 'a.vbox'
     with_ns.write_text(VBOX_FILE, encoding='utf-8')
-    assert _vbox.read_vbox_os_type(str(with_ns)) == 'Windows10_64'
+    assert _vbox_parse.read_vbox_os_type(str(with_ns)) == 'Windows10_64'
     no_ns = tmp_path / 'b.vbox'
     no_ns.write_text(VBOX_FILE.replace(' xmlns="http://www.virtualbox.org/"', ''), encoding='utf-8')
-    assert _vbox.read_vbox_os_type(str(no_ns)) == 'Windows10_64'
+    assert _vbox_parse.read_vbox_os_type(str(no_ns)) == 'Windows10_64'
     bad = tmp_path / 'c.vbox'
     bad.write_text('<VirtualBox', encoding='utf-8')
-    assert _vbox.read_vbox_os_type(str(bad)) is None
-    assert _vbox.read_vbox_os_type(str(tmp_path / 'missing.vbox')) is None
-    assert _vbox.read_vbox_os_type(None) is None
+    assert _vbox_parse.read_vbox_os_type(str(bad)) is None
+    assert _vbox_parse.read_vbox_os_type(str(tmp_path / 'missing.vbox')) is None
+    assert _vbox_parse.read_vbox_os_type(None) is None
 
 
 def test_guest_os_type_sources(tmp_path):
     cfg = tmp_path / 'win.vbox'
     cfg.write_text(VBOX_FILE.replace('Windows10_64', 'Windows2019_64'), encoding='utf-8')
     # The settings file wins over the description.
-    assert _vbox.guest_os_type({'CfgFile': str(cfg), 'ostype': 'Windows 10 (64-bit)'}) == ('Windows2019_64', 'settings')
+    assert _vbox_parse.guest_os_type({'CfgFile': str(cfg), 'ostype': 'Windows 10 (64-bit)'}) == ('Windows2019_64', 'settings')
     missing = str(tmp_path / 'gone.vbox')
-    assert _vbox.guest_os_type({'CfgFile': missing, 'ostype': 'Windows 10 (64-bit)'}) == ('Windows10_64', 'description')
-    assert _vbox.guest_os_type({'ostype': 'Windows 2000'}) == ('Windows2000', 'description')
-    assert _vbox.guest_os_type({'ostype': 'Other Windows (64-bit)'}) == ('WindowsNT_64', 'description')
+    assert _vbox_parse.guest_os_type({'CfgFile': missing, 'ostype': 'Windows 10 (64-bit)'}) == ('Windows10_64', 'description')
+    assert _vbox_parse.guest_os_type({'ostype': 'Windows 2000'}) == ('Windows2000', 'description')
+    assert _vbox_parse.guest_os_type({'ostype': 'Other Windows (64-bit)'}) == ('WindowsNT_64', 'description')
     # 4.x printed ids; unknown descriptions pass through.
-    assert _vbox.guest_os_type({'ostype': 'RedHat'}) == ('RedHat', 'raw')
-    assert _vbox.guest_os_type({'ostype': 'Ubuntu (64-bit)'}) == ('Ubuntu (64-bit)', 'raw')
-    assert _vbox.guest_os_type({}) == (None, None)
+    assert _vbox_parse.guest_os_type({'ostype': 'RedHat'}) == ('RedHat', 'raw')
+    assert _vbox_parse.guest_os_type({'ostype': 'Ubuntu (64-bit)'}) == ('Ubuntu (64-bit)', 'raw')
+    assert _vbox_parse.guest_os_type({}) == (None, None)
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -256,7 +256,7 @@ def test_guest_os_type_sources(tmp_path):
     ('', None),
 ])
 def test_parse_version(text, expected):
-    assert _vbox.parse_version(text) == expected
+    assert _vbox_parse.parse_version(text) == expected
 
 
 def test_error_text():
@@ -264,10 +264,10 @@ def test_error_text():
               "VBoxManage: error: Details: code VBOX_E_INVALID_VM_STATE (0x80bb0002), component SessionMachine, "
               "interface IMachine, callee nsISupports\n"
               'VBoxManage: error: Context: "COMSETTER(PageFusionEnabled)(ValueUnion.f)" at line 1 of file x.cpp\n')
-    text = _vbox.error_text(stderr)
+    text = _vbox_parse.error_text(stderr)
     assert text.startswith('The machine is not mutable (state is Saved) Details: code VBOX_E_INVALID_VM_STATE')
     assert 'Context' not in text
-    assert _vbox.error_text('plain failure\n') == 'plain failure'
+    assert _vbox_parse.error_text('plain failure\n') == 'plain failure'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,24 +451,24 @@ def test_missing_vboxmanage(monkeypatch, tmp_path):
     with pytest.raises(FusionError) as exc:
         _vbox.VirtualBoxBackend(FakeModule())
     assert str(exc.value) == 'VBoxManage not found on PATH; install VirtualBox or use backend=libvirt'
-    facts = _vbox.probe(FakeModule())
-    assert facts['present'] is False and facts['reason'] == _vbox.NOT_FOUND_MSG
+    facts = _vbox_runner.probe(FakeModule())
+    assert facts['present'] is False and facts['reason'] == _vbox_runner.NOT_FOUND_MSG
 
 
 def test_runner_uses_c_locale_argv_lists_and_records_actions(standin):
     standin.write()
     module = FakeModule()
-    runner = _vbox.VBoxManageRunner(module)
+    runner = _vbox_runner.VBoxManageRunner(module)
     assert runner.version() == (7, 1, 12)
     assert runner.version_output() == V71
     runner.run(['list', 'vms'])
     assert runner.actions == [[runner.binary, '--version'], [runner.binary, 'list', 'vms']]
     assert all(update == {'LC_ALL': 'C', 'LANG': 'C', 'LANGUAGE': 'C'} for update in module.environ_updates)
-    with pytest.raises(_vbox.VBoxManageError) as exc:
+    with pytest.raises(_vbox_runner.VBoxManageError) as exc:
         runner.run(['showvminfo', 'no such vm'])
     assert "Could not find a registered machine named 'no such vm'" in str(exc.value)
     assert exc.value.rc == 1
-    facts = _vbox.probe(FakeModule())
+    facts = _vbox_runner.probe(FakeModule())
     assert facts == {'present': True, 'path': runner.binary, 'version': '7.1.12', 'version_full': V71}
 
 
@@ -503,7 +503,7 @@ def test_list_vms(standin, version):
 
 def test_list_vms_falls_back_to_description_when_settings_unreadable(standin, monkeypatch):
     standin.write(vms=[win(ostype='Windows7_64')])
-    monkeypatch.setattr(_vbox, 'read_vbox_os_type', lambda path: None)
+    monkeypatch.setattr(_vbox_parse, 'read_vbox_os_type', lambda path: None)
     vm = standin.backend().list_vms()[0]
     assert (vm.os_id, vm.details['os_type_source']) == ('Windows7_64', 'description')
 
@@ -752,9 +752,9 @@ def test_metrics(standin):
     assert backend.query_metrics('host', ['RAM/VMM/Shared']) == []
     backend.setup_metrics('*', ['RAM/VMM', 'Guest/RAM/Usage'])
     rows = backend.query_metrics('*', ['RAM/VMM/Shared', 'Guest/RAM/Usage/Shared'])
-    assert _vbox.metric_value(rows, 'host', 'RAM/VMM/Shared') == 4096
-    assert _vbox.metric_value(rows, 'win 10', 'Guest/RAM/Usage/Shared') == 2048
-    assert _vbox.metric_value(rows, 'host', 'RAM/VMM/Shared:avg') == 4096
+    assert _vbox_parse.metric_value(rows, 'host', 'RAM/VMM/Shared') == 4096
+    assert _vbox_parse.metric_value(rows, 'win 10', 'Guest/RAM/Usage/Shared') == 2048
+    assert _vbox_parse.metric_value(rows, 'host', 'RAM/VMM/Shared:avg') == 4096
 
 
 def test_versions_and_extradata(standin):

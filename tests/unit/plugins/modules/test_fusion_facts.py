@@ -15,6 +15,7 @@ libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.pagefusion.core.plugins.modules import fusion_facts  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils import _daemon_state  # noqa: E402
+from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt_qemu, _vbox_metrics, _vbox_parse  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import VmRecord  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmSysfs  # noqa: E402
 
@@ -89,7 +90,7 @@ def host(tmp_path, monkeypatch):
     run_dir.mkdir()
     monkeypatch.setattr(fusion_facts, 'KSM_ROOT', str(ksm))
     monkeypatch.setattr(fusion_facts, 'PROC_ROOT', str(proc))
-    monkeypatch.setattr(fusion_facts, 'QEMU_RUN_DIRS', (str(run_dir),))
+    monkeypatch.setattr(_libvirt_qemu, 'QEMU_RUN_DIRS', (str(run_dir),))
     # No VBoxManage unless a test puts the stand-in on the PATH.
     empty_bin = tmp_path / 'empty-bin'
     empty_bin.mkdir()
@@ -224,7 +225,7 @@ def test_libvirt_test_driver_vms(run_module, host):
 
 def test_libvirt_per_vm_ksm_from_the_qemu_process(run_module, host, monkeypatch):
     # Treat the test driver like QEMU, so running domains are looked up in the fake /proc.
-    monkeypatch.setattr(fusion_facts, 'QEMU_HYPERVISORS', ('TEST',))
+    monkeypatch.setattr(_libvirt_qemu, 'QEMU_HYPERVISORS', ('TEST',))
     result, failed = run_module(fusion_facts.main, args(host, backend='libvirt', uri='test:///default'))
     assert not failed
     entry = facts_of(result)['vms']['test']
@@ -245,7 +246,7 @@ def test_libvirt_per_vm_ksm_from_the_qemu_process(run_module, host, monkeypatch)
 
 
 def test_libvirt_stale_pid_file_is_ignored_and_a_vanished_process_gives_nulls(run_module, host, monkeypatch):
-    monkeypatch.setattr(fusion_facts, 'QEMU_HYPERVISORS', ('TEST',))
+    monkeypatch.setattr(_libvirt_qemu, 'QEMU_HYPERVISORS', ('TEST',))
     # A stale pid file naming another domain's QEMU (600 runs running-private) must not be believed.
     (host / 'run-libvirt-qemu' / 'test.pid').write_text('600\n')
     result, failed = run_module(fusion_facts.main, args(host, backend='libvirt', uri='test:///default'))
@@ -310,17 +311,17 @@ class FakeConn(object):
 def test_is_remote_uri():
     import socket
     here = socket.gethostname()
-    assert fusion_facts.is_remote_uri('qemu:///system', FakeConn('elsewhere')) is False
-    assert fusion_facts.is_remote_uri('qemu+ssh://root@kvm-07/system', FakeConn('kvm-07')) is True
-    assert fusion_facts.is_remote_uri('qemu+ssh://root@localhost/system', FakeConn(here)) is False
-    assert fusion_facts.is_remote_uri('qemu+tcp://kvm-07/system', FakeConn(None)) is True
-    assert fusion_facts.is_remote_uri('test:///default', FakeConn(None)) is False
+    assert _libvirt_qemu.is_remote_uri('qemu:///system', FakeConn('elsewhere')) is False
+    assert _libvirt_qemu.is_remote_uri('qemu+ssh://root@kvm-07/system', FakeConn('kvm-07')) is True
+    assert _libvirt_qemu.is_remote_uri('qemu+ssh://root@localhost/system', FakeConn(here)) is False
+    assert _libvirt_qemu.is_remote_uri('qemu+tcp://kvm-07/system', FakeConn(None)) is True
+    assert _libvirt_qemu.is_remote_uri('test:///default', FakeConn(None)) is False
 
 
 def test_libvirt_vm_facts_without_process(tmp_path):
     vm = VmRecord('web', 'libvirt', 'running', False, True, fusion_live=True, uuid='u-1')
     sysfs = KsmSysfs(str(tmp_path), proc_root=str(tmp_path), page_size=4096)
-    assert fusion_facts.libvirt_vm_facts(vm, None, sysfs) == {
+    assert _libvirt_qemu.vm_ksm_facts(vm, None, sysfs) == {
         'backend': 'libvirt', 'uuid': 'u-1', 'power_state': 'running', 'page_fusion': 'enabled',
         'page_fusion_live': 'enabled', 'mergeable': None, 'merged_bytes': None, 'zero_page_bytes': None,
         'profit_bytes': None, 'qemu_pid': None}
@@ -338,8 +339,8 @@ UUID_C = '5d3ec6c7-0a1b-4c2d-8e3f-000000000003'
 def vbox(host, monkeypatch, vbox_standin):
     """Puts the stand-in on the PATH (run by this interpreter) and returns a writer of its state file."""
     state = vbox_standin(host)[1]
-    monkeypatch.setattr(fusion_facts, 'VBOX_SETTLE_SECONDS', 0.2)
-    monkeypatch.setattr(fusion_facts, 'VBOX_SETTLE_POLL', 0.05)
+    monkeypatch.setattr(_vbox_metrics, 'SETTLE_SECONDS', 0.2)
+    monkeypatch.setattr(_vbox_metrics, 'SETTLE_POLL', 0.05)
 
     def write(vms, **extra):
         data = {'version': '7.1.12r169651', 'vms': vms}
@@ -429,6 +430,6 @@ def test_virtualbox_host_without_ksm_does_not_warn_about_ksm(run_module, host, v
 def test_vbox_bytes_units():
     rows = [{'object': 'host', 'metric': 'RAM/VMM/Shared', 'values': [3], 'unit': 'MB'},
             {'object': 'vm', 'metric': 'Guest/RAM/Usage/Shared', 'values': [], 'unit': None}]
-    assert fusion_facts.vbox_bytes(rows, 'host', 'RAM/VMM/Shared') == 3 * 1024 * 1024
-    assert fusion_facts.vbox_bytes(rows, 'vm', 'Guest/RAM/Usage/Shared') is None
-    assert fusion_facts.vbox_bytes(rows, 'nope', 'RAM/VMM/Shared') is None
+    assert _vbox_parse.metric_bytes(rows, 'host', 'RAM/VMM/Shared') == 3 * 1024 * 1024
+    assert _vbox_parse.metric_bytes(rows, 'vm', 'Guest/RAM/Usage/Shared') is None
+    assert _vbox_parse.metric_bytes(rows, 'nope', 'RAM/VMM/Shared') is None
