@@ -3,8 +3,9 @@
 
 """pagefusiond against the kernel defaults (K0), the kernel's advisor (KA), Debian's ksmtuned (KT, KT+P) and maximum
 effort (KX), as ../shared/BENCHMARKS.md defines it: B1 cold start, B2 steady state, B3 a newcomer, and a realism run
-with real TCG guests. Root only; it drives the machine's real KSM (under /tmp/pagefusion-ksm.lock) and puts every
-knob back at the end.
+with real TCG guests. Root only; it drives the machine's real KSM (under the KSM lock, pagefusion_dev.ksm_lock) and
+puts every knob back at the end. Runs with .venv's Python (pagefusion_dev and the checkout as
+ansible_collections.pagefusion.core, both from ./dev setup).
 
     ./dev bench                     # everything (about 80 min); writes docs/benchmarks.md, .png and .json
     ./dev bench --quick             # CI: a small B1 only (under a minute), into .build/bench-quick/
@@ -26,9 +27,9 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from ksmbench import kernel, measure, policies, realism, report, scenarios, workload  # noqa: E402  pylint: disable=wrong-import-position
+from ksmbench import kernel, measure, policies, realism, report, scenarios, workload
+from pagefusion_dev.collection import ROOT
+from pagefusion_dev.ksm_reset import Kernel
 
 SIZES = [(4, 256), (4, 512), (8, 256)]
 PARTS = ('b1', 'b3', 'realism', 'b2', 'b1long')
@@ -262,7 +263,7 @@ def parse_args(argv):
         args.repeats = args.repeats or 1
         args.parts = args.parts or 'b1'
         args.policies = [p for p in args.policies if p != 'KT+P']
-        args.out = args.out or os.path.join(kernel.REPO, '.build', 'bench-quick')
+        args.out = args.out or os.path.join(ROOT, '.build', 'bench-quick')
         args.min_cap = min(args.min_cap, 10.0)
     args.sizes = [parse_size(s) for s in (args.sizes or '4x256,4x512,8x256').split(',')]
     args.repeats = args.repeats or 3
@@ -270,7 +271,7 @@ def parse_args(argv):
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
         parser.error('unknown parts: %s (known: %s)' % (', '.join(unknown), ', '.join(PARTS)))
-    args.out = args.out or os.path.join(kernel.REPO, 'docs')
+    args.out = args.out or os.path.join(ROOT, 'docs')
     return args
 
 
@@ -293,8 +294,25 @@ def write_outputs(args, result):
 
 
 def render(result, args, png):
-    from ksmbench import document  # noqa: E402  pylint: disable=import-outside-toplevel
+    from ksmbench import document  # pylint: disable=import-outside-toplevel
     return document.render(result, args.sizes, png)
+
+
+def merge_earlier(args, result):
+    """--merge: the parts not run now from the existing benchmarks.json into ``result``; the earlier runs."""
+    try:
+        with open(os.path.join(args.out, 'benchmarks.json')) as handle:
+            old = json.load(handle)
+    except (IOError, OSError, ValueError) as err:
+        log('--merge: nothing to merge (%s)' % err)
+        return []
+    for part in PARTS:
+        if part not in args.parts:
+            result[part] = old.get(part, [])
+            if part in old.get('wall_seconds', {}):
+                result['wall_seconds'][part] = old['wall_seconds'][part]
+    return old.get('runs') or [{'started': old.get('started'), 'finished': old.get('finished'),
+                                'parts': [p for p in PARTS if old.get(p)]}]
 
 
 def _interrupt(signum, frame):
@@ -306,30 +324,19 @@ def main(argv=None):
     if os.geteuid() != 0:
         sys.stderr.write('ksm_bench: run as root: it drives the machine\'s KSM\n')
         return 2
-    kern = kernel.Kernel()
+    kern = Kernel()
+    lock = kernel.lock()  # first: a test that runs its own pagefusiond under the lock is done before the check
     tuners = kernel.other_tuners()
     if tuners:
         sys.stderr.write('ksm_bench: stop these KSM tuners first, they would change the knobs during the runs: %s\n' % (
             ', '.join('%s (pid %d)' % (name, pid) for pid, name in tuners)))
+        if lock:
+            lock.close()
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout unwinds like Ctrl-C: guests, policies and KSM are cleaned up
-    lock = kernel.lock()
     snapshot = kern.snapshot()
     bench = Bench(args, kern)
-    earlier = []
-    if args.merge:
-        try:
-            with open(os.path.join(args.out, 'benchmarks.json')) as handle:
-                old = json.load(handle)
-            earlier = old.get('runs') or [{'started': old.get('started'), 'finished': old.get('finished'),
-                                           'parts': [p for p in PARTS if old.get(p)]}]
-            for part in PARTS:
-                if part not in args.parts:
-                    bench.result[part] = old.get(part, [])
-                    if part in old.get('wall_seconds', {}):
-                        bench.result['wall_seconds'][part] = old['wall_seconds'][part]
-        except (IOError, OSError, ValueError) as err:
-            log('--merge: nothing to merge (%s)' % err)
+    earlier = merge_earlier(args, bench.result) if args.merge else []
     started = datetime.datetime.now(datetime.timezone.utc)
     this_run = {'started': started.isoformat(timespec='seconds'), 'parts': args.parts}
     bench.result['runs'] = earlier + [this_run]

@@ -32,7 +32,7 @@ def render(result, sizes, png):
     if result.get('daemon_defaults_overridden'):
         lines += ['', '**D ran with overrides of its defaults:** %s' % result['daemon_defaults_overridden']]
     lines += ['', '## Method', '',
-              'Synthetic guests (tests/setup/synthetic_guests.py) follow BENCHMARKS.md: 45% S pages shared by all guests, '
+              'Synthetic guests (devtools/pagefusion_dev/synthetic_guests.py) follow BENCHMARKS.md: 45% S pages shared by all guests, '
               '25% zero pages, 25% unique, 5% volatile; the achievable saving is exact. Saved = pages_sharing + '
               'ksm_zero_pages; ksmd CPU from /proc/<ksmd>/schedstat. Samples every 50 ms, crossings interpolated. '
               'Every run starts from the reset: guests stopped, run=2, run=0, kernel defaults. '

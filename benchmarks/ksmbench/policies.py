@@ -7,14 +7,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
-from . import kernel
+from pagefusion_dev.daemon_run import DaemonRun
+
 from .workload import Pressure
 
-DAEMON = os.path.join(kernel.REPO, 'daemon', 'pagefusiond')
 KSMTUNED = '/usr/sbin/ksmtuned'
 KSMCTL = '/usr/sbin/ksmctl'
 
@@ -121,45 +120,26 @@ class Daemon(Policy):
     def __init__(self, overrides=None):
         Policy.__init__(self)
         self.overrides = dict(overrides or {})
-        self.proc = None
-        self.tmp = None
-        self.log = None
+        self.run = None
 
     def start(self, kern):
-        self.tmp = tempfile.mkdtemp(prefix='ksmbench-pagefusiond-')
-        lines = ['[pagefusiond]', 'state_path = %s/state.json' % self.tmp, 'metrics_path =', 'libvirt_uri =']
-        lines += ['%s = %s' % item for item in sorted(self.overrides.items())]
-        conf = os.path.join(self.tmp, 'pagefusiond.conf')
-        with open(conf, 'w') as handle:
-            handle.write('\n'.join(lines) + '\n')
-        self.log = open(os.path.join(self.tmp, 'daemon.log'), 'w+')
-        self.proc = subprocess.Popen([sys.executable, DAEMON, '--config', conf], stderr=self.log)
+        settings = [('libvirt_uri', '')] + sorted(self.overrides.items())
+        self.run = DaemonRun(settings, metrics=False, prefix='ksmbench-pagefusiond-').start()
 
     def log_lines(self):
-        if not self.log:
-            return []
-        self.log.seek(0)
-        return self.log.read().splitlines()
+        return self.run.log_lines() if self.run else []
 
     def stop(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            code = self.proc.returncode
-            self.proc = None
-            if code != 0:
-                raise RuntimeError('pagefusiond exited with %s: %s' % (code, ' | '.join(self.log_lines()[-5:])))
-        if self.log:
-            self.log.close()
-            self.log = None
-        if self.tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
+        if self.run is None:
+            return
+        run, self.run = self.run, None
+        try:
+            code = run.stop()
+            lines = run.log_lines()
+        finally:
+            run.close()
+        if code != 0:
+            raise RuntimeError('pagefusiond exited with %s: %s' % (code, ' | '.join(lines[-5:])))
 
 
 ALL = (KernelDefaults, Advisor, Ksmtuned, KsmtunedPressure, MaxEffort, Daemon)

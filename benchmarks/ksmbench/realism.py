@@ -9,6 +9,8 @@ stops growing (its plateau); the largest plateau is the reference the other poli
 
 import time
 
+from pagefusion_dev.convergence import Trace
+
 from . import measure, policies, workload
 
 PLATEAU_SECONDS = 4.0
@@ -23,7 +25,7 @@ def run(kern, policy_name, guests, cap, reference=None, daemon_overrides=None, p
     booted = time.monotonic() - boot
     resident = _resident_pages(load.pids)
     policy = policies.make(policy_name, daemon_overrides)
-    trace = measure.Trace(kern, lambda zero: reference or 1)
+    trace = Trace(kern, lambda zero: reference or 1)
     try:
         policy.start(kern)
         rows = trace.samples

@@ -8,6 +8,8 @@ Every run starts and ends with the reset of BENCHMARKS.md (guests stopped, run=2
 
 import time
 
+from pagefusion_dev.convergence import Trace
+
 from . import kernel, measure, policies, workload
 
 SAMPLE_SECONDS = 0.05
@@ -36,7 +38,7 @@ def _trace_until(trace, seconds, stop_when=None, every=SAMPLE_SECONDS, progress=
 
 def _fast_forward(kern, load, seconds):
     """Bring a workload to the merged state with KX's knobs (for policies too slow to get there in the time budget)."""
-    trace = measure.Trace(kern, load.achievable)
+    trace = Trace(kern, load.achievable)
     policies.MaxEffort().start(kern)
     done = _trace_until(trace, seconds, lambda row: row[2] >= CONVERGED, every=0.1)
     kern.reset_knobs_keep_merged()
@@ -53,7 +55,7 @@ def b1(kern, policy_name, guests, mib, cap, daemon_overrides=None, progress=None
         session.prepare()
         if session.pressure:
             result['pressure'] = session.pressure.describe()
-        trace = measure.Trace(kern, load.achievable)
+        trace = Trace(kern, load.achievable)
         session.start()
         tail = []
 
@@ -88,7 +90,7 @@ def b2(kern, policy_name, guests, mib, phase_seconds, churn_share, s_hits, conve
             result['fast_forward_seconds'] = round(took, 2)
             result['fast_forward_converged'] = done
         session.prepare()
-        trace = measure.Trace(kern, load.achievable)
+        trace = Trace(kern, load.achievable)
         session.start()
         converged = _trace_until(trace, converge_cap, lambda row: row[2] >= CONVERGED, every=0.1)
         result['converged'] = converged
@@ -136,7 +138,7 @@ def b3(kern, policy_name, mib, cap, settle_seconds, converge_cap, fast_forward, 
         if fast_forward:
             _fast_forward(kern, load, converge_cap)
         session.prepare()
-        trace = measure.Trace(kern, load.achievable)
+        trace = Trace(kern, load.achievable)
         session.start()
         result['converged'] = _trace_until(trace, converge_cap, lambda row: row[2] >= CONVERGED, every=0.1)
         workload.wait(settle_seconds)

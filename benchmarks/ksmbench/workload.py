@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 
-from . import kernel
+from ansible_collections.pagefusion.core.plugins.module_utils._ksm import mergeable_smaps_kb
+from pagefusion_dev import synthetic_guests
+from pagefusion_dev.collection import PF_TESTGUEST
 
-import synthetic_guests  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
-from _ksm import mergeable_smaps_kb  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
+from . import kernel
 
 MIB = 1024 * 1024
 MADV_POPULATE_WRITE = getattr(mmap, 'MADV_POPULATE_WRITE', 23)  # Linux 5.14; Python 3.11's mmap lacks the name
@@ -184,7 +185,7 @@ class RealGuests(object):
         self.prefix = prefix
         self.uri = uri
         self.timeout = timeout
-        self.tool = os.path.join(kernel.SETUP_DIR, 'pf_testguest.py')
+        self.tool = PF_TESTGUEST
         self.reference = None  # achievable pages, from KX's plateau
 
     def _run(self, *args):

@@ -2,12 +2,15 @@
 # Copyright: (c) 2026, pagefusion.core contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The machine-wide KSM test lock (/tmp/pagefusion-ksm.lock), re-entrant across processes.
+"""The machine-wide KSM test lock (:data:`LOCK_PATH`, flock), re-entrant across processes.
 
 Tests that drive the real KSM take ``flock /tmp/pagefusion-ksm.lock``. A caller may already hold
 it around a whole run (``flock /tmp/pagefusion-ksm.lock ./dev integration ...``): taking it again
 from a child would wait forever, so :func:`acquire` first checks /proc/locks for a holder among
-this process's ancestors. ``python3 ksm_lock.py --ancestor-holds [PATH]`` exits 0 when one does.
+this process's ancestors.
+
+    python -m pagefusion_dev.ksm_lock --ancestor-holds [PATH]   # exit 0 when an ancestor holds the lock
+    python -m pagefusion_dev.ksm_lock --path                    # print the lock's path (for shell scripts)
 """
 
 from __future__ import annotations
@@ -72,8 +75,15 @@ def acquire(path=LOCK_PATH):
     return handle
 
 
+def main(argv):
+    if len(argv) >= 1 and argv[0] == '--ancestor-holds':
+        return 0 if ancestor_holds(argv[1] if len(argv) > 1 else LOCK_PATH) else 1
+    if argv == ['--path']:
+        print(LOCK_PATH)
+        return 0
+    sys.stderr.write('usage: python -m pagefusion_dev.ksm_lock --ancestor-holds [PATH] | --path\n')
+    return 2
+
+
 if __name__ == '__main__':
-    if len(sys.argv) >= 2 and sys.argv[1] == '--ancestor-holds':
-        sys.exit(0 if ancestor_holds(sys.argv[2] if len(sys.argv) > 2 else LOCK_PATH) else 1)
-    sys.stderr.write('usage: ksm_lock.py --ancestor-holds [PATH]\n')
-    sys.exit(2)
+    sys.exit(main(sys.argv[1:]))
