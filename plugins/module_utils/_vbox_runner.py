@@ -81,19 +81,3 @@ class VBoxManageRunner(object):
         """``(major, minor, build)`` of the installed VirtualBox, or None when unreadable."""
         return parse_version(self.version_output())
 
-
-def probe(module):
-    """What host_info reports about VirtualBox, without failing when it is absent."""
-    runner = VBoxManageRunner(module)
-    facts = {'present': runner.available, 'path': runner.binary, 'version': None, 'version_full': None}
-    if not runner.available:
-        facts['reason'] = NOT_FOUND_MSG
-        return facts
-    try:
-        facts['version_full'] = runner.version_output()
-    except FusionError as exc:
-        facts['reason'] = str(exc)
-        return facts
-    numbers = runner.version()
-    facts['version'] = '%d.%d.%d' % numbers if numbers else None
-    return facts

@@ -451,8 +451,8 @@ def test_missing_vboxmanage(monkeypatch, tmp_path):
     with pytest.raises(FusionError) as exc:
         _vbox.VirtualBoxBackend(FakeModule())
     assert str(exc.value) == 'VBoxManage not found on PATH; install VirtualBox or use backend=libvirt'
-    facts = _vbox_runner.probe(FakeModule())
-    assert facts['present'] is False and facts['reason'] == _vbox_runner.NOT_FOUND_MSG
+    runner = _vbox_runner.VBoxManageRunner(FakeModule())
+    assert runner.available is False and _vbox_runner.NOT_FOUND_MSG == str(exc.value)
 
 
 def test_runner_uses_c_locale_argv_lists_and_records_actions(standin):
@@ -468,8 +468,9 @@ def test_runner_uses_c_locale_argv_lists_and_records_actions(standin):
         runner.run(['showvminfo', 'no such vm'])
     assert "Could not find a registered machine named 'no such vm'" in str(exc.value)
     assert exc.value.rc == 1
-    facts = _vbox_runner.probe(FakeModule())
-    assert facts == {'present': True, 'path': runner.binary, 'version': '7.1.12', 'version_full': V71}
+    backend = _vbox.VirtualBoxBackend(FakeModule())
+    assert backend.path == runner.binary
+    assert backend.versions() == {'vboxmanage': runner.binary, 'version': '7.1.12', 'version_full': V71}
 
 
 @pytest.mark.parametrize('version', [V61, V70, V71, V72])
