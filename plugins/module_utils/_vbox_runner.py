@@ -80,4 +80,3 @@ class VBoxManageRunner(object):
     def version(self):
         """``(major, minor, build)`` of the installed VirtualBox, or None when unreadable."""
         return parse_version(self.version_output())
-
