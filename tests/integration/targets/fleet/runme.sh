@@ -5,6 +5,12 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The report check needs a headless browser; ./dev setup installs it. Fail at once, not after minutes of work.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "fleet: chromium is not on the PATH: it checks report.html in a headless browser (apt-get install chromium;" \
+    "./dev setup installs it)" >&2
+  exit 1
+fi
 # ansible-test runs a copy of this directory; ./dev puts the collection's tests/setup on the PATH.
 if [ -x "$HERE/../../../setup/pf-testguest" ]; then
   SETUP=$(cd "$HERE/../../../setup" && pwd)
@@ -85,11 +91,7 @@ ansible-playbook "${INV[@]}" "$HERE/snapshot.yml" -e out="$WORK/before.json" >/d
 play 0 pagefusion.core.report -e report_dir="$WORK/report"
 ansible-playbook "${INV[@]}" "$HERE/snapshot.yml" -e out="$WORK/after.json" >/dev/null
 python3 "$HERE/check_report.py" "$WORK/report" "$WORK/before.json" "$WORK/after.json"
-if command -v chromium >/dev/null 2>&1; then
-  "$SETUP/check-report-in-chromium.sh" "$WORK/report/report.html" "$WORK/report.png" 4
-else
-  echo "fleet: chromium is not installed; skipping the headless browser check of report.html"
-fi
+"$SETUP/check-report-in-chromium.sh" "$WORK/report/report.html" "$WORK/report.png" 4
 
 step "the rollout stops once too many hosts failed (max_fail_percentage=0, one host per batch)"
 play 2 pagefusion.core.disable -e page_fusion_serial=1 -e page_fusion_max_fail_percentage=0
