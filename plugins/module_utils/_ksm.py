@@ -768,12 +768,13 @@ def derived(counters, size):
     }
 
 
-def host_summary(sysfs):
+def host_summary(sysfs, ksmd_cpu=True):
     """KSM on this host as the modules report it: ``(summary, warning or None)``.
 
     ``summary`` has ksm_present, ksm_running, knobs, counters, page_size, shared_bytes, saved_bytes,
     general_profit and ksmd_cpu_seconds. Without KSM, or when it cannot be read, the figures stay
     empty and the warning says why (fusion_facts and host_info both build on this one summary).
+    ``ksmd_cpu=False`` leaves ksmd_cpu_seconds None and spares the look for ksmd through /proc.
     """
     summary = {
         'ksm_present': sysfs.present(),
@@ -800,6 +801,6 @@ def host_summary(sysfs):
         'shared_bytes': everything['shared_bytes'],
         'saved_bytes': everything['saved_bytes'],
         'general_profit': everything['counters'].get('general_profit'),
-        'ksmd_cpu_seconds': sysfs.ksmd_cpu_seconds(),
+        'ksmd_cpu_seconds': sysfs.ksmd_cpu_seconds() if ksmd_cpu else None,
     })
     return summary, None

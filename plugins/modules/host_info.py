@@ -273,7 +273,7 @@ def host_facts():
 
 def ksm_facts():
     """The KSM part of the host summary (its warnings are fusion_facts' business, not this report's)."""
-    summary = host_summary(KsmSysfs())[0]
+    summary = host_summary(KsmSysfs(), ksmd_cpu=False)[0]
     return {'present': summary['ksm_present'], 'running': summary['ksm_running'], 'knobs': summary['knobs']}
 
 
