@@ -9,6 +9,7 @@ The runs are hand-made in the shape scenarios.b1/b2/b3 return; every expected ce
 
 from __future__ import annotations
 
+import matplotlib  # noqa: F401  pylint: disable=unused-import  # the plot tests draw with it
 import pytest
 
 from ansible_collections.pagefusion.core.benchmarks.ksmbench import document, measure, report
@@ -462,7 +463,6 @@ def test_render_b2_only_and_nothing():
 # plot
 
 def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip('matplotlib')
     realism = [realism_run('KX', 5.0, 20.0), realism_run('D', 4.0, 1.0)]
     path = tmp_path / 'benchmarks.png'
     report.plot(str(path), B1, [SIZE], realism, B2)
@@ -472,7 +472,6 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_plot_b1_only(tmp_path):
-    pytest.importorskip('matplotlib')
     path = tmp_path / 'b1.png'
     report.plot(str(path), [b1_run('D', 1.0, 2.0, 1.0, 1.0), b1_run('KX', 1.0, 2.0, 20.0, 10.0)], [SIZE])
     data = path.read_bytes()
@@ -503,7 +502,6 @@ def test_render_slow_policies_run_to_the_end_and_merged_sessions():
 
 
 def test_plot_with_the_long_runs(tmp_path):
-    pytest.importorskip('matplotlib')
     long_runs = [b1_run('K0', 90.0, 118.0, 3.0, 5.7, cap=180.0)]
     path = tmp_path / 'long.png'
     report.plot(str(path), B1, [SIZE], long_runs=long_runs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import yaml
 
 from ansible_collections.pagefusion.core.daemon.pagefusiond.config import ConfigError, DEFAULTS, OPTIONS, load_config, parse_config_text, render_config
 
@@ -60,7 +61,6 @@ def test_render_config_round_trips():
 
 def test_role_defaults_are_the_daemon_defaults():
     # roles/host_daemon/defaults/main.yml repeats the daemon's defaults for the keys it exposes: keep them equal.
-    yaml = pytest.importorskip('yaml')
     root = os.path.dirname(os.path.abspath(__file__))
     for dummy in range(3):
         root = os.path.dirname(root)

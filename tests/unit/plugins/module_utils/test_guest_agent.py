@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
+import libvirt
 import pytest
-
-libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt, _libvirt_xml  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (  # noqa: E402

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import os
 
+import libvirt  # noqa: F401  pylint: disable=unused-import  # the libvirt backend under test needs it
 import pytest
-
-libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.pagefusion.core.plugins.module_utils import _libvirt, _libvirt_qemu  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (  # noqa: E402

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import os
 
+import libvirt  # noqa: F401  pylint: disable=unused-import  # the libvirt backend under test needs it
 import pytest
-
-libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.pagefusion.core.plugins.modules import fusion_facts  # noqa: E402
 from ansible_collections.pagefusion.core.plugins.module_utils import _daemon_state  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+import libvirt  # noqa: F401  pylint: disable=unused-import  # the libvirt backend under test needs it
 import pytest
 
 from ansible_collections.pagefusion.core.plugins.modules import host_info
@@ -153,7 +154,6 @@ def test_virtualbox_that_does_not_answer_fails_clearly_when_explicit(vbox, run_m
 
 
 def test_auto_reports_an_absent_vboxmanage_without_failing(run_module, monkeypatch, tmp_path, linux_x86_64):
-    libvirt = pytest.importorskip('libvirt')
     assert libvirt
     monkeypatch.setenv('PATH', str(tmp_path / 'empty'))
     result, failed = run_module(host_info.main, dict(backend='auto', uri=URI))
@@ -168,7 +168,6 @@ def test_auto_reports_an_absent_vboxmanage_without_failing(run_module, monkeypat
 
 
 def test_auto_reports_both_backends(vbox, linux_x86_64, run_module):
-    pytest.importorskip('libvirt')
     result, failed = run_module(host_info.main, dict(uri=URI))
     assert not failed
     assert sorted(result['backends']) == ['libvirt', 'virtualbox']
@@ -188,7 +187,6 @@ def test_auto_with_libvirt_unreachable_still_reports_virtualbox(vbox, linux_x86_
 
 
 def test_libvirt_only(vbox, run_module):
-    pytest.importorskip('libvirt')
     result, failed = run_module(host_info.main, dict(backend='libvirt', uri=URI))
     assert not failed
     assert list(result['backends']) == ['libvirt']
@@ -206,14 +204,12 @@ def test_libvirt_only(vbox, run_module):
 
 
 def test_libvirt_explicit_unreachable_fails(run_module):
-    pytest.importorskip('libvirt')
     result, failed = run_module(host_info.main, dict(backend='libvirt', uri=NO_URI))
     assert failed
     assert "Cannot connect to libvirt at URI '%s'" % NO_URI in result['msg']
 
 
 def test_tenant_labels_are_reported(run_module):
-    pytest.importorskip('libvirt')
     node = os.path.join(os.path.dirname(__file__), 'tenants-node.xml')
     result, failed = run_module(host_info.main, dict(backend='libvirt', uri='test://' + node))
     assert not failed

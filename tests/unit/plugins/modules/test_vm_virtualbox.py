@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 
+import libvirt  # noqa: F401  pylint: disable=unused-import  # backend=auto must find libvirt here
 import pytest
 
 from ansible_collections.pagefusion.core.plugins.module_utils import _backends, _vbox
@@ -402,7 +403,6 @@ def test_auto_falls_back_to_virtualbox_when_libvirt_does_not_answer(standin, run
 
 
 def test_auto_prefers_libvirt_when_it_answers(standin, run_module):
-    pytest.importorskip('libvirt')
     result, failed = run_module(vm.main, dict(backend='auto', uri='test://' + NODE, name=['off-shared'],
                                               state='enabled'))
     assert not failed and result['backend'] == 'libvirt'
