@@ -122,6 +122,11 @@ OPTIONS = dict((o.name, o) for o in (
     Option('use_zero_pages', 'choice', 'true', "'true' or 'false' to set KSM use_zero_pages, 'keep' to leave it alone",
            choices=('true', 'false', 'keep')),
     Option('restore_on_exit', 'bool', True, "put back the host's KSM settings from before the daemon started when it stops"),
+    Option('unmerge_on_restore', 'bool', False,
+           'when the settings put back need all pages unmerged (run=2, merge_across_nodes, max_page_sharing), unmerge, but '
+           'only if the memory taken back fits in MemAvailable minus unmerge_margin_mib; otherwise (and when false) KSM '
+           'is left stopped (run=0) with its pages merged'),
+    Option('unmerge_margin_mib', 'int', 1024, 'MiB of MemAvailable that an unmerge on restore must leave free', 0, 1048576),
     Option('state_path', 'path', _daemon_state.DEFAULT_STATE_PATH, 'the JSON state file (read by pagefusion.core.fusion_facts)'),
     Option('metrics_path', 'path', '/var/lib/prometheus/node-exporter/pagefusiond.prom',
            'Prometheus text-format metrics file (node_exporter textfile collector); empty: none'),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from .collection import _ksm
+from .collection import _ksm, _unmerge_fit
 from .outputs import ensure_dir, write_atomic
 
 
@@ -24,15 +24,19 @@ class KnobSnapshot(object):
     The snapshot is also saved to ``path`` (None: kept in memory only), so that a daemon that
     crashed with its boost settings in place leaves the host's own settings for the next run.
     ``log`` takes a message; ``error`` an error message (the controller logs each one once).
+    ``config`` returns the daemon's current config (``unmerge_on_restore``, ``unmerge_margin_mib``);
+    ``note`` says, after :meth:`restore`, what was left merged and why (None when nothing was).
     """
 
-    def __init__(self, ksm, path, log, error, wall):
+    def __init__(self, ksm, path, log, error, wall, config=None):
         self.ksm = ksm
         self.path = path
         self.log = log
         self.error = error
         self.wall = wall
+        self.config = config or (lambda: {})
         self.knobs = None
+        self.note = None
 
     def _load(self):
         with open(self.path, 'r') as handle:
@@ -57,20 +61,70 @@ class KnobSnapshot(object):
         return self.knobs
 
     def restore(self):
-        """Put the snapshot back (never unmerging: a saved run=2 is restored as run=0)."""
+        """Put the snapshot back; it unmerges only when configured to and when the take-back fits.
+
+        Otherwise a saved run=2 is restored as run=0, and merge_across_nodes/max_page_sharing, which
+        need an unmerge while pages are merged, are left as they are: the pages stay merged, and
+        ``note`` (also logged) says so with the figures.
+        """
         if not self.knobs:
             return False
         wanted = dict(self.knobs)
-        if wanted.get('run') == 2:
-            wanted['run'] = 0
+        knobs = self._needs_unmerge(wanted)
+        self.note = None
+        allow = bool(knobs) and self._unmerge_allowed(wanted, knobs)
+        if knobs and not allow:
+            wanted = self._without_unmerge(wanted, knobs)
+        elif wanted.get('run') == 2 and not allow:
+            wanted['run'] = 0  # never write run=2 unless this restore was allowed to unmerge
         try:
-            self.ksm.restore_knobs(wanted)
+            self.ksm.restore_knobs(wanted, allow_unmerge=allow)
         except _ksm.KsmError as err:
             self.error('restoring the KSM settings failed: %s' % err)
             return False
         self.log('restored the KSM settings from before pagefusiond started: %s' % knob_text(wanted))
+        if self.note:
+            self.log(self.note)
         self.forget()
         return True
+
+    def _needs_unmerge(self, wanted):
+        """The saved knobs whose restore would unmerge every KSM page now."""
+        try:
+            current = self.ksm.read_knobs()
+            shared = self.ksm.read_counters().get('pages_shared', 0)
+        except (_ksm.KsmError, IOError, OSError):
+            return []
+        knobs = ['run'] if wanted.get('run') == 2 and current.get('run') != 2 else []
+        if shared:
+            knobs += [k for k in _ksm.UNMERGE_KNOBS if k in wanted and k in current and wanted[k] != current[k]]
+        return knobs
+
+    def _unmerge_allowed(self, wanted, knobs):
+        """Whether the restore may unmerge: configured to, and the memory taken back fits (else ``note`` says why)."""
+        config = self.config()
+        what = 'restoring %s needs all KSM pages unmerged' % ', '.join('%s=%s' % (k, wanted[k]) for k in knobs)
+        kept = 'kept the KSM pages merged (%s)' % ', '.join(
+            'run=0 instead of run=2' if k == 'run' else '%s left at its current value' % k for k in knobs)
+        if not config.get('unmerge_on_restore'):
+            self.note = '%s: %s, and unmerge_on_restore is false' % (kept, what)
+            return False
+        fit = _unmerge_fit.host_fit(self.ksm, config.get('unmerge_margin_mib', _unmerge_fit.DEFAULT_MARGIN_MIB),
+                                    self.ksm.proc_root)
+        if not fit['fits']:
+            self.note = '%s: %s, but %s (unmerge_margin_mib)' % (kept, what, _unmerge_fit.describe(fit))
+            return False
+        self.log('unmerging all KSM pages on restore (%s): it takes back %.1f MiB of %.1f MiB MemAvailable, margin %.1f MiB'
+                 % (what, fit['take_back_mib'], fit['mem_available_mib'], fit['margin_mib']))
+        return True
+
+    @staticmethod
+    def _without_unmerge(wanted, knobs):
+        """The saved knobs minus what would unmerge: run=2 becomes run=0, the unmerge-only knobs stay as they are."""
+        wanted = dict((k, v) for k, v in wanted.items() if k == 'run' or k not in knobs)
+        if wanted.get('run') == 2:
+            wanted['run'] = 0
+        return wanted
 
     def forget(self):
         """Remove the saved file (the daemon stops without restoring, or has restored)."""

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import fnmatch
 
+from ansible_collections.pagefusion.core.plugins.module_utils._unmerge_fit import MIB, assess, describe
+
 WHEN_RUNNING_CHOICES = ('fail', 'restart', 'defer')
 
 # Operator-facing names of the definition settings besides page fusion.
@@ -104,6 +106,10 @@ class Plan(object):
         self.restart_required = False
         self.error = None
         self.unsupported = None
+        # The memory a restart without page fusion takes back, and whether it fits (see check_unmerge_fit).
+        self.unmerge_fit = None
+        # Set by apply_plan when a failed change made it start the VM it had shut down.
+        self.restarted = False
 
     @property
     def changes(self):
@@ -198,7 +204,10 @@ def _plan_running(plan, definition_steps, live_differs, what, when_running, can_
             plan.steps.extend([(STEP_SHUTDOWN, None)] + definition_steps + [(STEP_START, None)])
     elif when_running == 'defer':
         plan.steps.extend(definition_steps)
-        plan.restart_required = needs_definition_change or live_differs
+        # Undoing a deferred change brings the definition back to what runs: no restart then. Where the backend
+        # cannot read the running instance's settings, a changed definition is assumed to need one.
+        live_known = vm.fusion_live is not None or vm.settings_live is not None
+        plan.restart_required = live_differs or (needs_definition_change and not live_known)
     elif needs_definition_change:  # when_running == 'fail'
         defer_hint = (' or when_running=defer (change the definition now, apply at the next cold boot)'
                       if can_defer else '')
@@ -234,10 +243,15 @@ def apply_plan(backend, plan, shutdown_timeout, force_off):
                     backend.set_fusion(plan.vm, arg)
                 else:
                     backend.set_definition(plan.vm, arg)
-            except FusionError:
-                if stopped_here:
-                    backend.start(plan.vm, timeout=shutdown_timeout)
-                raise
+            except FusionError as exc:
+                if not stopped_here:
+                    raise
+                backend.start(plan.vm, timeout=shutdown_timeout)
+                plan.restarted = True
+                if isinstance(exc, UnsupportedError):
+                    raise  # reported, not failed: the module says why the VM was left as it was
+                raise FusionError('%s It was shut down for the change and has been started again as it was.'
+                                  % exc) from exc
         elif step == STEP_START:
             backend.start(plan.vm, timeout=shutdown_timeout)
         else:  # pragma: no cover - programming error
@@ -258,6 +272,8 @@ def result_for(plan, actions, done):
     })
     if plan.unsupported:
         entry['unsupported'] = plan.unsupported
+    if plan.unmerge_fit is not None:
+        entry['unmerge_fit'] = plan.unmerge_fit
     changes = {}
     for step, arg in plan.steps:
         if step == STEP_SET_DEFINITION and not plan.unsupported:
@@ -267,3 +283,53 @@ def result_for(plan, actions, done):
         entry['%s_after' % key] = changes.get(key, value)
         entry[key] = changes.get(key, value)
     return entry
+
+
+def unmerges_on_restart(plan):
+    """True when the plan restarts a VM that runs with page fusion into one without: its merged memory comes back."""
+    restarts = any(step == STEP_START for step, dummy in plan.steps)
+    return restarts and plan.vm.fusion_live is not False and not plan.fusion_after and not plan.unsupported
+
+
+def merged_bytes_by_vm(backend, sysfs, warn):
+    """``{name: bytes}`` each running VM has merged (libvirt: its QEMU's ksm_stat, zero pages included).
+
+    VirtualBox reports sharing only through metrics that must be set up first (a change), so it is not
+    measured here; VMs missing from the result have an unknown figure.
+    """
+    if backend.name != 'libvirt':
+        return {}
+    dummy, vms = backend.usage_facts(sysfs, warn)
+    return dict((name, entry['merged_bytes'] + (entry.get('zero_page_bytes') or 0))
+                for name, entry in vms.items() if entry.get('merged_bytes') is not None)
+
+
+def check_unmerge_fit(plans, merged, mem_available, margin_mib, when_short):
+    """Give each plan that restarts a VM without page fusion its ``unmerge_fit``; returns ``(errors, warnings)``.
+
+    VMs are counted in plan order: each one's fit includes what the VMs before it in this run take back.
+    """
+    errors, warnings, total = [], [], 0
+    for plan in plans:
+        if not unmerges_on_restart(plan):
+            continue
+        name = plan.vm.name
+        own = merged.get(name)
+        if own is None:
+            warnings.append("Cannot tell how much memory VM '%s' has merged, so whether restarting it without page "
+                            "fusion fits in the host's available memory is not checked." % name)
+            continue
+        total += own
+        plan.unmerge_fit = fit = assess(total, mem_available, margin_mib)
+        fit['vm_merged_bytes'] = own
+        if fit['fits']:
+            continue
+        together = ' (with the VMs before it in this run)' if total != own else ''
+        text = ("restarting VM '%s' without page fusion takes back the %.1f MiB it has merged (ksm_stat)%s: %s"
+                % (name, own / float(MIB), together, describe(fit)))
+        if when_short:
+            warnings.append('Unmerge check: %s. Restarting it anyway (unmerge_when_short=true).' % text)
+        else:
+            errors.append('Refusing: %s. Free memory first, lower unmerge_margin_mib, or set unmerge_when_short=true. '
+                          'Nothing was changed.' % text)
+    return errors, warnings

@@ -45,7 +45,8 @@ options:
     description:
       - V(0) stops C(ksmd) and keeps the pages merged so far.
       - V(1) runs C(ksmd).
-      - V(2) stops C(ksmd) and unmerges every merged page. This can need a lot of memory at once.
+      - V(2) stops C(ksmd) and unmerges every merged page. This can need a lot of memory at once, so it is
+        refused, with the figures, unless the memory taken back fits (O(unmerge_margin_mib), O(unmerge_when_short)).
     type: int
     choices: [0, 1, 2]
   pages_to_scan:
@@ -114,9 +115,37 @@ options:
         until none are left, writes the knob and then sets O(run) back to what it was (or to the
         value asked for). The result then has RV(unmerged=true).
       - When V(false) the module fails instead and changes nothing.
-      - Unmerging can need a lot of memory at once and loses all savings until C(ksmd) merges again.
+      - Unmerging can need a lot of memory at once and loses all savings until C(ksmd) merges again; it is
+        refused, with the figures, unless the memory taken back fits (O(unmerge_margin_mib), O(unmerge_when_short)).
     type: bool
     default: false
+  unmerge_margin_mib:
+    description:
+      - Unmerging gives every merged page its own copy again, so it takes memory back. Before O(run=2) or
+        an unmerge for O(allow_unmerge), the module compares the memory it would take back
+        (C(pages_sharing) plus C(ksm_zero_pages), times the page size) with C(MemAvailable) from
+        C(/proc/meminfo) minus this margin, in MiB, and fails with both figures, changing nothing, when it
+        does not fit. Check mode reports the same refusal.
+      - Nothing to take back (no pages merged) always fits.
+    type: int
+    default: 1024
+    version_added: 0.1.0
+  unmerge_when_short:
+    description:
+      - Unmerge even when the memory taken back does not fit in C(MemAvailable) minus O(unmerge_margin_mib).
+        The module warns with the figures instead of failing. The kernel makes the writer of O(run=2) the
+        first choice of the OOM killer while it unmerges, but other processes can still be pushed out.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  unmerge_timeout:
+    description:
+      - Seconds to wait, after writing O(run=2) for O(allow_unmerge), until no KSM pages are left
+        (C(pages_shared=0)); the module fails when some are left then. At least V(1).
+      - The kernel unmerges within the write itself, so this is a safety bound.
+    type: int
+    default: 60
+    version_added: 0.1.0
   persist:
     description:
       - When V(true), also writes a C(systemd-tmpfiles) configuration (O(persist_path)) with one
@@ -162,9 +191,10 @@ EXAMPLES = r'''
     merge_across_nodes: false
     allow_unmerge: true
 
-- name: Stop KSM and give back every merged page
+- name: Stop KSM and give back every merged page, if that leaves 4 GiB of MemAvailable
   pagefusion.core.ksm:
     run: 2
+    unmerge_margin_mib: 4096
 
 - name: Only read the current values
   pagefusion.core.ksm:
@@ -202,6 +232,41 @@ unmerged:
   returned: always
   type: bool
   sample: false
+unmerge_fit:
+  description:
+    - The memory the unmerge takes back and what the host has, as compared before anything is written (see
+      O(unmerge_margin_mib)), when the task unmerges, would unmerge in check mode, or refuses to. Also returned
+      with a refusal.
+  returned: when O(run=2) is set while KSM runs or is stopped, or O(allow_unmerge) unmerges
+  type: dict
+  contains:
+    take_back_bytes:
+      description: Memory the unmerge takes back, (C(pages_sharing) + C(ksm_zero_pages)) times the page size.
+      type: int
+    mem_available_bytes:
+      description: C(MemAvailable) of C(/proc/meminfo) (null when the kernel does not report it).
+      type: int
+    margin_bytes:
+      description: O(unmerge_margin_mib) in bytes.
+      type: int
+    room_bytes:
+      description: C(MemAvailable) minus the margin.
+      type: int
+    fits:
+      description: Whether the take-back fits in RV(unmerge_fit.room_bytes).
+      type: bool
+    take_back_mib:
+      description: RV(unmerge_fit.take_back_bytes) in MiB.
+      type: float
+    mem_available_mib:
+      description: RV(unmerge_fit.mem_available_bytes) in MiB.
+      type: float
+    margin_mib:
+      description: The margin in MiB.
+      type: float
+  sample: {"take_back_bytes": 209715200, "mem_available_bytes": 24627941376, "margin_bytes": 1073741824,
+           "room_bytes": 23554199552, "fits": true, "take_back_mib": 200.0, "mem_available_mib": 23486.9,
+           "margin_mib": 1024.0}
 persist_path:
   description: The O(persist_path) file written (or that would be written in check mode).
   returned: when O(persist=true)
@@ -218,6 +283,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import (
     DEFAULT_ROOT,
     KNOB_NAMES,
+    UNMERGE_KNOBS,
     KsmError,
     KsmSysfs,
     check_plan,
@@ -225,6 +291,13 @@ from ansible_collections.pagefusion.core.plugins.module_utils._ksm import (
     plan_changes,
     predict_knobs,
     tmpfiles_lines,
+)
+from ansible_collections.pagefusion.core.plugins.module_utils._unmerge_fit import (
+    DEFAULT_MARGIN_MIB,
+    UnmergeShortError,
+    describe,
+    host_fit,
+    require_fit,
 )
 
 TMPFILES_HEADER = (
@@ -279,6 +352,9 @@ ARGUMENT_SPEC = dict(
     advisor_min_pages_to_scan=dict(type='int'),
     advisor_max_pages_to_scan=dict(type='int'),
     allow_unmerge=dict(type='bool', default=False),
+    unmerge_margin_mib=dict(type='int', default=DEFAULT_MARGIN_MIB),
+    unmerge_when_short=dict(type='bool', default=False),
+    unmerge_timeout=dict(type='int', default=60),
     persist=dict(type='bool', default=False),
     persist_path=dict(type='path', default='/etc/tmpfiles.d/pagefusion-ksm.conf'),
 )
@@ -308,6 +384,26 @@ class KsmManager(object):
         if 'advisor_mode' in self.changes and 'pages_to_scan' in self.current:
             self.touched.add('pages_to_scan')
         self.result = dict(changed=bool(self.changes), unmerged=unmerge)
+        self.check_unmerge_fit(unmerge)
+
+    def check_unmerge_fit(self, unmerge):
+        """Refuse an unmerge whose take-back does not fit in MemAvailable minus the margin (check mode alike)."""
+        if self.changes.get('run', (None, None))[1] == 2:
+            what = 'Refusing to unmerge all KSM pages (run=2)'
+        elif unmerge:
+            what = ('Refusing to unmerge all KSM pages (allow_unmerge) to change %s'
+                    % ' and '.join(k for k in self.changes if k in UNMERGE_KNOBS))
+        else:
+            return
+        params = self.module.params
+        fit = host_fit(self.sysfs, params['unmerge_margin_mib'], self.sysfs.proc_root)
+        self.result['unmerge_fit'] = fit
+        try:
+            require_fit(fit, what, 'unmerge_when_short=true', params['unmerge_when_short'])
+        except UnmergeShortError as err:
+            self.module.fail_json(msg=to_native(err), changed=False, unmerge_fit=fit)
+        if not fit['fits']:
+            self.module.warn('Unmerging all KSM pages although %s (unmerge_when_short=true).' % describe(fit))
 
     def _touched(self, knobs):
         return dict((k, knobs[k]) for k in KNOB_NAMES if k in self.touched)
@@ -316,7 +412,8 @@ class KsmManager(object):
         """Write the planned knobs (outside check mode); before/after of the knobs the task names."""
         if self.changes and not self.module.check_mode:
             try:
-                self.result['unmerged'] = self.sysfs.apply(self.changes, self.allow_unmerge)
+                self.result['unmerged'] = self.sysfs.apply(self.changes, self.allow_unmerge,
+                                                           self.module.params['unmerge_timeout'])
             except KsmError as err:
                 # Some knobs may have been written before the failure: report the knobs as they are now.
                 fail(self.module, err, before=self._touched(self.current), knobs=self.sysfs.read_knobs())
@@ -352,6 +449,9 @@ class KsmManager(object):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if module.params['unmerge_margin_mib'] < 0 or module.params['unmerge_timeout'] < 1:
+        module.fail_json(msg='unmerge_margin_mib must be at least 0 (MiB) and unmerge_timeout at least 1 (seconds); got %s and %s'
+                         % (module.params['unmerge_margin_mib'], module.params['unmerge_timeout']))
     manager = KsmManager(module)
     manager.plan()
     manager.apply_knobs()

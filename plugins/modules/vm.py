@@ -81,7 +81,10 @@ options:
       - V(fail) stops with an error that names the VM and its state; nothing is changed, on any VM.
       - V(restart) shuts the VM down gracefully, waits up to O(shutdown_timeout) seconds, changes it, starts it
         again and waits until it runs. A VM that does not stop in time is left running and unchanged and the
-        module fails, unless O(force_off=true).
+        module fails, unless O(force_off=true). If the change itself fails after the shutdown (for example libvirt
+        refuses the new definition), the VM is started again as it was and the module fails.
+        A paused (or pmsuspended) libvirt guest cannot act on a graceful shutdown and would come back running, so
+        it is refused and left as it is (wake it first, or use V(defer)).
         It also restarts a VM whose definition is already right but that still runs with the old setting.
         VirtualBox VMs are shut down with C(VBoxManage controlvm <uuid> acpipowerbutton) (C(poweroff) with
         O(force_off=true)) and started again with C(VBoxManage startvm <uuid> --type headless), so a VM that had
@@ -116,6 +119,25 @@ options:
         warning.
     type: bool
     default: false
+  unmerge_margin_mib:
+    description:
+      - A running VM restarted without page fusion (O(when_running=restart)) takes back the memory it had merged,
+        because every merged page needs its own copy again. Before anything changes, the module compares what each such
+        VM has merged (libvirt - C(ksm_stat) of its QEMU process, C(ksm_merging_pages) plus C(ksm_zero_pages),
+        added up over the VMs of the run in order) with C(MemAvailable) from C(/proc/meminfo) minus this margin,
+        in MiB, and refuses the VMs that do not fit, with the figures; nothing is changed then, on any VM. Check
+        mode reports the same refusal. The figures are in RV(vms[].unmerge_fit).
+      - VirtualBox VMs, and libvirt VMs behind a remote URI, are not measured (a warning says so).
+    type: int
+    default: 1024
+    version_added: 0.1.0
+  unmerge_when_short:
+    description:
+      - Restart VMs without page fusion even when what they take back does not fit (see O(unmerge_margin_mib));
+        the module warns with the figures instead of failing.
+    type: bool
+    default: false
+    version_added: 0.1.0
 notes:
   - VMs are handled one after the other. To restart many running VMs with a bound on how many are down at once,
     use the P(pagefusion.core.page_fusion#role) role.
@@ -242,6 +264,16 @@ vms:
       description: Whether the definition has the guest agent channel after the run (predicted in check mode).
       type: bool
       returned: when O(guest_agent_channel) is set
+    unmerge_fit:
+      description:
+        - For a running VM restarted without page fusion, the memory that takes back and what the host has, as
+          compared before anything changed (see O(unmerge_margin_mib)).
+        - C(take_back_bytes) includes what the VMs before it in this run take back; C(vm_merged_bytes) is its own.
+      type: dict
+      returned: when the VM is restarted (or would be) without page fusion and its merged memory is known
+      sample: {"vm_merged_bytes": 33554432, "take_back_bytes": 33554432, "mem_available_bytes": 24627941376,
+               "margin_bytes": 1073741824, "room_bytes": 23554199552, "fits": true, "take_back_mib": 32.0,
+               "mem_available_mib": 23486.9, "margin_mib": 1024.0}
     unsupported:
       description:
         - Why the host cannot switch page fusion (VirtualBox 7.2, a 32-bit or macOS host); only set then.
@@ -268,17 +300,23 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS, open_backend
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
+    STEP_SHUTDOWN,
     WHEN_RUNNING_CHOICES,
     FusionError,
     UnsupportedError,
     apply_plan,
+    check_unmerge_fit,
     describe_plan,
+    merged_bytes_by_vm,
     plan_vm,
     result_for,
     select_vms,
     state_word,
+    unmerges_on_restart,
 )
+from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmSysfs
 from ansible_collections.pagefusion.core.plugins.module_utils._tenancy import check_plans
+from ansible_collections.pagefusion.core.plugins.module_utils._unmerge_fit import DEFAULT_MARGIN_MIB, read_mem_available
 
 MAX_NAMES_IN_ERROR = 20
 # Definition settings besides page fusion, by option name (see _fusion.plan_vm).
@@ -354,6 +392,7 @@ class VmManager(object):
     def plan(self):
         self.plans = [plan_vm(vm, self.want, self.params['when_running'], can_defer=self.backend.can_defer,
                               settings=self.settings) for vm in self.selected]
+        self._refuse_unrestartable()
         # A host that cannot switch page fusion at all (VirtualBox 7.2, 32-bit or macOS hosts) is reported, not
         # failed. It wins over a VM's own blocker (running, saved): shutting that VM down would not help.
         unsupported = self.backend.unsupported_reason()
@@ -361,6 +400,13 @@ class VmManager(object):
             for plan in self.plans:
                 if plan.changes or plan.error:
                     plan.unsupported, plan.error = unsupported, None
+
+    def _refuse_unrestartable(self):
+        """A VM the backend cannot restart in its state (e.g. a paused libvirt guest) is refused, not shut down."""
+        for plan in self.plans:
+            blocker = plan.vm.details.get('restart_blocker')
+            if blocker and any(step == STEP_SHUTDOWN for step, _arg in plan.steps):
+                plan.error, plan.steps = blocker, []
 
     # -- refuse ---------------------------------------------------------------------------------
 
@@ -373,6 +419,8 @@ class VmManager(object):
             for warning in tenant_warnings:
                 self.module.warn(warning)
         if not errors:
+            errors.extend(self._unmerge_refusals())
+        if not errors:
             return
         refused = [result_for(plan, [], False) for plan in self.plans]
         for entry in refused:
@@ -381,6 +429,18 @@ class VmManager(object):
         errors = [error[:-len(NOTHING_CHANGED)].rstrip() if error.endswith(NOTHING_CHANGED) else error
                   for error in errors]
         self.module.fail_json(msg='%s %s' % (' '.join(errors), NOTHING_CHANGED), vms=refused)
+
+    def _unmerge_refusals(self, sysfs=None):
+        """Refusals of VMs whose restart without page fusion takes back more memory than the host can spare."""
+        if not any(unmerges_on_restart(plan) for plan in self.plans):
+            return []
+        sysfs = sysfs or KsmSysfs()
+        merged = merged_bytes_by_vm(self.backend, sysfs, self.module.warn)
+        errors, warnings = check_unmerge_fit(self.plans, merged, read_mem_available(sysfs.proc_root),
+                                             self.params['unmerge_margin_mib'], self.params['unmerge_when_short'])
+        for warning in warnings:
+            self.module.warn(warning)
+        return errors
 
     # -- apply ----------------------------------------------------------------------------------
 
@@ -425,7 +485,8 @@ class VmManager(object):
             entry[key] = entry['%s_after' % key] = plan.vm.settings.get(key)
         entry['changed'] = (plan.vm.fusion != plan.before
                             or plan.vm.power_state != self.before[plan.vm.name]['power_state']
-                            or any(plan.vm.settings.get(key) != value for key, value in plan.settings_before.items()))
+                            or any(plan.vm.settings.get(key) != value for key, value in plan.settings_before.items())
+                            or plan.restarted)
         done_before = any(other['changed'] and other['applied'] for other in self.entries)
         self.entries.append(entry)
         self.module.fail_json(msg=str(exc), vms=self.entries, actions=self.actions + actions,
@@ -474,6 +535,8 @@ def argument_spec():
         shutdown_timeout=dict(type='int', default=120),
         force_off=dict(type='bool', default=False),
         allow_cross_tenant=dict(type='bool', default=False),
+        unmerge_margin_mib=dict(type='int', default=DEFAULT_MARGIN_MIB),
+        unmerge_when_short=dict(type='bool', default=False),
     )
     spec.update(BACKEND_ARGS)
     return spec
@@ -488,6 +551,8 @@ def main():
     )
     if module.params['shutdown_timeout'] < 1:
         module.fail_json(msg='shutdown_timeout must be at least 1 second, got %s' % module.params['shutdown_timeout'])
+    if module.params['unmerge_margin_mib'] < 0:
+        module.fail_json(msg='unmerge_margin_mib must be at least 0 (MiB), got %s' % module.params['unmerge_margin_mib'])
     module.params['name'] = normalize_names(module, module.params['name'])
 
     backend = open_backend(module)[0]

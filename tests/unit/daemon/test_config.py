@@ -71,6 +71,15 @@ def test_role_defaults_are_the_daemon_defaults():
         defaults = yaml.safe_load(handle)
     exposed = dict((k[len('host_daemon_'):], v) for k, v in defaults.items() if k[len('host_daemon_'):] in OPTIONS)
     assert sorted(exposed) == ['boost_pass_seconds', 'idle_stop', 'libvirt_uri', 'log_level', 'max_cpu_percent', 'metrics_path',
-                               'restore_on_exit', 'steady_max_cpu_percent', 'steady_mode', 'steady_pass_seconds', 'use_zero_pages']
+                               'restore_on_exit', 'steady_max_cpu_percent', 'steady_mode', 'steady_pass_seconds',
+                               'unmerge_margin_mib', 'unmerge_on_restore', 'use_zero_pages']
     for key, value in exposed.items():
         assert OPTIONS[key].parse(str(value).lower() if isinstance(value, bool) else str(value)) == DEFAULTS[key], key
+
+
+def test_unmerge_on_restore_options():
+    config = parse_config_text('unmerge_on_restore = yes\nunmerge_margin_mib = 4096\n')
+    assert (config['unmerge_on_restore'], config['unmerge_margin_mib']) == (True, 4096)
+    assert (DEFAULTS['unmerge_on_restore'], DEFAULTS['unmerge_margin_mib']) == (False, 1024)
+    with pytest.raises(ConfigError, match='unmerge_margin_mib: allowed values are an integer from 0 to 1048576'):
+        parse_config_text('unmerge_margin_mib = -1\n')
