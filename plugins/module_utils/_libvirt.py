@@ -72,6 +72,8 @@ STATE_NAMES = {
 }
 STATE_RUNNING = 1
 STATE_SHUTOFF = 5
+# A guest in these states cannot act on a graceful shutdown, and a restart would leave it running instead.
+STATES_NOT_RESTARTABLE = (3, 7)  # paused, pmsuspended
 
 # virDomainXMLFlags: SECURE keeps secrets (e.g. VNC passwords) so a redefine does not drop them.
 XML_SECURE = 1
@@ -114,6 +116,16 @@ def connect(uri):
 def _err(exc):
     msg = exc.get_error_message() if hasattr(exc, 'get_error_message') else None
     return msg or str(exc)
+
+
+def _restart_blocker(name, state):
+    """Why when_running=restart must refuse a VM in this state, or None (see vm.VmManager.plan)."""
+    if state not in STATES_NOT_RESTARTABLE:
+        return None
+    wake = 'virsh resume' if state == 3 else 'virsh dompmwakeup'
+    return ("VM '%s' is %s: it cannot act on a graceful shutdown, and a restart would leave it running instead of "
+            "%s. Wake it (%s) or shut it down first, or use when_running=defer (change the definition now, apply "
+            "at the next cold boot)." % (name, STATE_NAMES[state], STATE_NAMES[state], wake))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +196,7 @@ class LibvirtBackend(Backend):
             settings=definition_settings(root),
             settings_live=None if live_root is None else definition_settings(live_root),
             details={'live_root': live_root, 'dom': dom, 'root': root, 'state': state, 'memory_backing': memory_backing_facts(root),
-                     'domain_type': root.get('type')},
+                     'domain_type': root.get('type'), 'restart_blocker': _restart_blocker(name, state)},
         )
 
     def eligibility(self, vm):
@@ -236,7 +248,7 @@ class LibvirtBackend(Backend):
             self.conn.defineXML(domain_xml_text(root))
             reread = parse_domain_xml(vm.details['dom'].XMLDesc(XML_INACTIVE | XML_SECURE))
         except libvirt.libvirtError as exc:
-            raise FusionError("libvirt refused the new definition of VM '%s' at '%s': %s. The VM is unchanged."
+            raise FusionError("libvirt refused the new definition of VM '%s' at '%s': %s. Its definition is unchanged."
                               % (vm.name, self.uri, _err(exc)))
         # A silently ignored re-define is a known libvirt pitfall.
         problem = not_kept(reread)

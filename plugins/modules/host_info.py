@@ -236,7 +236,7 @@ vms:
 import os
 import platform
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pagefusion.core.plugins.module_utils._backends import (
     BACKEND_ARGS,
@@ -320,6 +320,8 @@ def libvirt_report(module, host, ksm, strict):
         return read_vms(report, backend, host_ok, host_reasons)
 
     vms = read_backend(backend, report, read)
+    if strict and not report['available']:
+        module.fail_json(msg=missing_required_lib('libvirt-python', reason='for backend=libvirt'))
     if strict and report['error']:
         module.fail_json(msg=report['error'])
     if report['error']:
