@@ -52,3 +52,4 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # --status: no daemon, or a stale one
 EXIT_CONFIG = 2  # a configuration the daemon refuses
 EXIT_NO_KSM = 3  # this kernel has no KSM
+EXIT_KSM_READ_ONLY = 4  # the KSM settings cannot be written (read-only /sys, not root)

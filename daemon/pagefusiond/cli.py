@@ -11,7 +11,7 @@ import errno
 import os
 import sys
 
-from . import EXIT_CONFIG, EXIT_ERROR, EXIT_NO_KSM, EXIT_OK, __version__
+from . import EXIT_CONFIG, EXIT_ERROR, EXIT_KSM_READ_ONLY, EXIT_NO_KSM, EXIT_OK, __version__
 from .collection import _daemon_state, _ksm
 from .config import DEFAULT_CONFIG_PATH, DEFAULTS, ConfigError, load_config, render_config
 from .outputs import is_stale, state_json, status_text
@@ -47,6 +47,25 @@ def show_status(state_path):
     return EXIT_OK
 
 
+# The knobs every phase writes: without write access to them pagefusiond can do nothing.
+REQUIRED_WRITABLE = ('run', 'pages_to_scan', 'sleep_millisecs')
+
+
+def unwritable_knob(ksm):
+    """``(path, reason)`` of the first KSM knob this process cannot open for writing, or None.
+
+    Opening without writing changes nothing, and gives the kernel's own answer (EROFS for a read-only
+    mount, EACCES without root) where ``os.access`` would guess.
+    """
+    for knob in REQUIRED_WRITABLE:
+        path = ksm.path(knob)
+        try:
+            os.close(os.open(path, os.O_WRONLY))
+        except OSError as err:
+            return path, err.strerror or str(err)
+    return None
+
+
 def main(argv=None, ksm=None):
     """The command line of pagefusiond. Returns the exit code."""
     args = _parser().parse_args(argv)
@@ -68,6 +87,13 @@ def main(argv=None, ksm=None):
     if not ksm.present():
         stderr_log('KSM is not available: %s does not exist (this kernel has no CONFIG_KSM); nothing to do' % ksm.root)
         return EXIT_NO_KSM
+    blocked = None if args.once else unwritable_knob(ksm)
+    if blocked:
+        # A clean exit that the unit's RestartPreventExitStatus names: restarting cannot make sysfs writable.
+        stderr_log('cannot write the KSM settings: %s: %s. pagefusiond must run as root with %s writable '
+                   '(not a read-only /sys, e.g. a container without a read-write bind mount of it); exiting' % (
+                       blocked[0], blocked[1], ksm.root))
+        return EXIT_KSM_READ_ONLY
     daemon = Daemon(args.config, config, ksm=ksm)
     if args.once:
         # One step, printed only: the files and the snapshot belong to a daemon that may be running.

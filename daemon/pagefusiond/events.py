@@ -64,33 +64,62 @@ class LibvirtEvents(object):
     def _closed(self, conn, reason, opaque):
         self.lost.set()
 
-    def _connect_loop(self):
+    def _connect(self):
+        """Open a read-only connection that reports lifecycle events and its own loss; raises libvirtError."""
         lv = self.libvirt
-        announced = False
-        while not self.stop_event.is_set():
+        conn = lv.openReadOnly(self.uri)
+        try:
+            conn.registerCloseCallback(self._closed, None)
+            conn.domainEventRegisterAny(None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
             try:
-                conn = lv.openReadOnly(self.uri)
-                conn.registerCloseCallback(self._closed, None)
-                conn.domainEventRegisterAny(None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
-                try:
-                    conn.setKeepAlive(5, 3)
-                except lv.libvirtError:
-                    pass
-                self.conn = conn
-                self.lost.clear()
-                self.log('listening to libvirt lifecycle events on %s' % self.uri)
-                announced = False
-                while not self.stop_event.is_set() and not self.lost.wait(self.retry_seconds):
-                    if not conn.isAlive():
-                        break
+                conn.setKeepAlive(5, 3)
+            except lv.libvirtError:
+                pass
+        except lv.libvirtError:
+            self._close(conn)
+            raise
+        return conn
+
+    def _close(self, conn):
+        """Drop a lost connection (its callbacks go with it); errors of a dead connection do not matter."""
+        try:
+            conn.close()
+        except self.libvirt.libvirtError:
+            pass
+
+    def _watch(self, conn):
+        """Block until the connection is lost (close callback, or keepalive says it is dead) or we stop."""
+        while not self.stop_event.is_set() and not self.lost.wait(self.retry_seconds):
+            if not conn.isAlive():
+                break
+
+    def _connect_loop(self):
+        """Connect, listen until the connection is lost, reconnect: after 1 s, then less often up to ``retry_seconds``."""
+        failures = 0
+        connected_before = False
+        while not self.stop_event.is_set():
+            self.lost.clear()  # before connecting: a loss reported during the set-up must count
+            try:
+                conn = self._connect()
+            except self.libvirt.libvirtError as err:
+                if failures == 0:
+                    self.log('cannot connect to libvirt %s (%s): retrying, watching processes meanwhile'
+                             % (self.uri, str(err).strip()))
+                failures += 1
+                self.stop_event.wait(min(self.retry_seconds, float(2 ** min(failures - 1, 10))))
+                continue
+            self.conn, failures = conn, 0
+            self.log('listening to libvirt lifecycle events on %s' % self.uri)
+            if connected_before:
+                # Domains may have started while libvirtd was away: look now rather than at the next interval.
+                self.on_event('libvirt %s reconnected' % self.uri)
+            connected_before = True
+            self._watch(conn)
+            self.conn = None
+            self._close(conn)
+            if not self.stop_event.is_set():
                 self.log('libvirt connection %s lost; reconnecting' % self.uri)
-                self.conn = None
-            except lv.libvirtError as err:
-                if not announced:
-                    self.log('cannot connect to libvirt %s (%s): retrying every %gs, watching processes meanwhile'
-                             % (self.uri, str(err).strip(), self.retry_seconds))
-                    announced = True
-            self.stop_event.wait(self.retry_seconds)
+                self.stop_event.wait(min(1.0, self.retry_seconds))
 
     def stop(self):
         self.stop_event.set()

@@ -20,6 +20,10 @@ from .events import LibvirtEvents
 from .outputs import ensure_dir, render_metrics, state_json, write_atomic
 
 
+# Keys a running daemon cannot switch: the snapshot lives next to the state file, the event thread holds its URI.
+RESTART_KEYS = ('state_path', 'libvirt_uri')
+
+
 def stderr_log(message):
     sys.stderr.write('pagefusiond: %s\n' % message)
     sys.stderr.flush()
@@ -51,6 +55,8 @@ class Daemon(object):
         self.wake_event.set()
 
     def on_event(self, reason):
+        """A libvirt event (called from the event thread): look at the processes now."""
+        self.log('woken: %s' % reason)
         self.controller.wake(reason)
         self.wake_event.set()
 
@@ -63,6 +69,10 @@ class Daemon(object):
             self.log('reload refused, keeping the running config: %s' % err)
             return False
         changed = sorted(k for k in new if new[k] != self.config.get(k))
+        for key in (k for k in changed if k in RESTART_KEYS):
+            self.log('reload: %s changed from %r to %r, which takes effect when pagefusiond restarts' % (
+                key, self.config[key], new[key]))
+            new[key] = self.config[key]
         self.config = new
         self.controller.config = new
         self.log('config reloaded from %s (%s)' % (self.config_path, ', '.join(changed) if changed else 'no changes'))

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import json
+import os
 
-from ansible_collections.pagefusion.core.daemon.pagefusiond.cli import EXIT_CONFIG, EXIT_NO_KSM, EXIT_OK, main
+from ansible_collections.pagefusion.core.daemon.pagefusiond.cli import (
+    EXIT_CONFIG, EXIT_KSM_READ_ONLY, EXIT_NO_KSM, EXIT_OK, main, unwritable_knob)
 from ansible_collections.pagefusion.core.daemon.pagefusiond.config import load_config
 from ansible_collections.pagefusion.core.daemon.pagefusiond.service import Daemon
 from ansible_collections.pagefusion.core.plugins.module_utils import _ksm
@@ -65,3 +67,26 @@ def test_status(tmp_path, capsys):
     (tmp_path / 'state.json').write_text(json.dumps(state))
     assert main(['--config', str(conf), '--status']) == 1
     assert 'STALE' in capsys.readouterr().out
+
+
+def test_main_with_ksm_settings_not_writable_exits_4(tmp_path, capsys):
+    kernel = SimKernel(tmp_path)
+    ksm = kernel.sysfs()
+    # A directory in place of the knob: opening it for writing fails as a read-only mount would (root passes chmod).
+    os.unlink(ksm.path('run'))
+    os.mkdir(ksm.path('run'))
+    conf = tmp_path / 'daemon.conf'
+    conf.write_text('state_path = %s\nlibvirt_uri =\nmetrics_path =\n' % (tmp_path / 'run-dir' / 'state.json'))
+    assert unwritable_knob(ksm)[0] == ksm.path('run')
+    assert main(['--config', str(conf)], ksm=ksm) == EXIT_KSM_READ_ONLY
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1
+    assert 'cannot write the KSM settings: %s' % ksm.path('run') in err and 'exiting' in err
+    assert not (tmp_path / 'run-dir').exists() and kernel.writes == []
+
+
+def test_unwritable_knob_none_when_writable(tmp_path):
+    ksm = SimKernel(tmp_path).sysfs()
+    before = open(ksm.path('pages_to_scan')).read()
+    assert unwritable_knob(ksm) is None
+    assert open(ksm.path('pages_to_scan')).read() == before

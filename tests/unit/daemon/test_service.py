@@ -107,3 +107,26 @@ def test_pause_without_watching_waits_the_interval_once(tmp_path):
     daemon.pause()
     assert waiter.waits == [2.0]
     assert daemon.controller.wake_reason is None
+
+
+def test_reload_keeps_the_keys_that_need_a_restart(tmp_path):
+    conf = tmp_path / 'pagefusiond.conf'
+    conf.write_text('state_path = %s\nlibvirt_uri =\nmetrics_path =\n' % (tmp_path / 'state.json'))
+    logs = []
+    daemon = Daemon(str(conf), load_config(str(conf)), ksm=SimKernel(tmp_path).sysfs(), log=logs.append)
+    conf.write_text('state_path = %s\nlibvirt_uri = qemu:///system\nmetrics_path =\ninterval = 7\n' % (tmp_path / 'other.json'))
+    assert daemon.reload()
+    assert daemon.config['interval'] == 7.0
+    assert daemon.config['state_path'] == str(tmp_path / 'state.json') and daemon.config['libvirt_uri'] == ''
+    assert daemon.controller.config is daemon.config
+    restart_notes = [m for m in logs if 'takes effect when pagefusiond restarts' in m]
+    assert len(restart_notes) == 2 and any('libvirt_uri' in m for m in restart_notes)
+
+
+def test_a_libvirt_event_is_logged_and_wakes_the_loop(tmp_path):
+    logs = []
+    daemon = Daemon(str(tmp_path / 'absent.conf'), make_config(state_path=str(tmp_path / 'state.json')),
+                    ksm=SimKernel(tmp_path).sysfs(), log=logs.append)
+    daemon.on_event('libvirt domain g1 started')
+    assert logs == ['woken: libvirt domain g1 started']
+    assert daemon.wake_event.is_set() and daemon.controller.wake_reason == 'libvirt domain g1 started'
