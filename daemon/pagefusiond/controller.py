@@ -15,6 +15,7 @@ from .meter import KsmdMeter
 from .phases import Observation, PhaseMachine
 from .rates import RateModel
 from .snapshot import KnobSnapshot, knob_text
+from .vms import QEMU_RUN_DIRS, VmDirectory, sharing_tenants
 from .watcher import ProcessWatcher
 
 
@@ -43,7 +44,9 @@ class Controller(object):
         self.phases = PhaseMachine(ksm.page_size)
         self.meter = KsmdMeter(ksm)
         self.rates = RateModel()
-        self.snapshot = KnobSnapshot(ksm, snapshot_path, self.log, self.error_once, wall)
+        self.snapshot = KnobSnapshot(ksm, snapshot_path, self.log, self.error_once, wall, config=lambda: self.config)
+        # libvirt's status files describe the real /proc's processes only (not a test's /proc).
+        self.vms = VmDirectory(ksm.proc_root, QEMU_RUN_DIRS if ksm.proc_root == _ksm.DEFAULT_PROC_ROOT else ())
         self.since = None
         self.wake_reason = None
         self.errors = set()
@@ -168,6 +171,7 @@ class Controller(object):
     def make_state(self, data, knobs, estimate, procs):
         size = self.ksm.page_size
         cpu_percent, cpu_seconds = self.meter.cpu_percent, self.meter.last_cpu
+        vms = self.vms.describe(procs['processes'], size)
         return {
             'phase': self.phase,
             'since': self.since,
@@ -187,6 +191,9 @@ class Controller(object):
             'mergeable_bytes_estimate': estimate * size,
             'mergeable_processes': len(procs['processes']),
             'boosts': self.phases.boosts,
+            'vms': vms,
+            'sharing_tenants': sharing_tenants(vms),
+            'daemon_cpu_seconds': round(sum(os.times()[:2]), 3),
             'last_error': self.last_error,
             'config': self.config,
         }

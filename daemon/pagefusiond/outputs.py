@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -23,7 +24,7 @@ def write_atomic(path, text):
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
     directory = os.path.dirname(path) or '.'
     tmp = os.path.join(directory, '.%s.%d.tmp' % (os.path.basename(path), os.getpid()))
-    with open(tmp, 'w') as handle:
+    with open(tmp, 'w', encoding='utf-8') as handle:
         handle.write(text)
         handle.flush()
     os.chmod(tmp, 0o644)
@@ -35,48 +36,127 @@ def state_json(state):
 
 
 def _num(value):
+    """A sample value as the exposition format writes it (NaN and the infinities spelled its way)."""
     if isinstance(value, bool):
         return '1' if value else '0'
     if isinstance(value, int):
         return str(value)
-    try:
-        return repr(float(value))
-    except (TypeError, ValueError):
-        return '0'
+    value = float(value)
+    if math.isnan(value):
+        return 'NaN'
+    if math.isinf(value):
+        return '+Inf' if value > 0 else '-Inf'
+    return repr(value)
+
+
+def escape_label_value(value):
+    """A label value escaped as the text exposition format wants: backslash, double quote, newline."""
+    return str(value).replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+
+
+def escape_help(text):
+    return text.replace('\\', '\\\\').replace('\n', '\\n')
+
+
+def _sample_line(name, labels, value):
+    label_text = ','.join('%s="%s"' % (key, escape_label_value(val)) for key, val in labels)
+    return '%s%s %s' % (name, '{%s}' % label_text if label_text else '', _num(value))
+
+
+def exposition(families):
+    """Text exposition of ``[(name, type, help, [(labels, value)])]``; samples whose value is None are left out."""
+    lines = []
+    for name, kind, help_text, samples in families:
+        samples = [(labels, value) for labels, value in samples if value is not None]
+        if not samples:
+            continue
+        lines.append('# HELP %s %s' % (name, escape_help(help_text)))
+        lines.append('# TYPE %s %s' % (name, kind))
+        lines.extend(_sample_line(name, labels, value) for labels, value in samples)
+    return '\n'.join(lines) + '\n'
+
+
+def _scaled(value, factor):
+    return None if value is None else value * factor
+
+
+def cpu_budget_ratio(state):
+    """The ksmd CPU budget of the current phase as a fraction of one core (None once stopped)."""
+    cfg = state.get('config') or DEFAULTS
+    phase = state.get('phase')
+    if phase in ('boost', 'settle'):
+        return cfg.get('max_cpu_percent', DEFAULTS['max_cpu_percent']) / 100.0
+    if phase in ('idle', 'steady'):
+        return cfg.get('steady_max_cpu_percent', DEFAULTS['steady_max_cpu_percent']) / 100.0
+    return None
+
+
+def vm_samples(state, key):
+    """``[(labels, value)]`` of one per-VM figure, summed over processes that carry the same name."""
+    totals = {}
+    for vm in state.get('vms') or ():
+        labels = (('vm', vm['vm']), ('tenant', vm.get('tenant') or ''))
+        if vm.get(key) is not None:
+            totals[labels] = totals.get(labels, 0) + vm[key]
+    return sorted(totals.items())
+
+
+def metric_families(state):
+    """The daemon's metric families: ``[(name, type, help, [(labels, value)])]``."""
+    knobs = state.get('knobs') or {}
+    counters = state.get('counters') or {}
+    size = state.get('page_size') or 4096
+    phase = state.get('phase')
+    tenants = state.get('sharing_tenants') or []
+    one = ()
+    return [
+        ('pagefusiond_up', 'gauge', 'Whether pagefusiond runs (0 once it stopped).', [(one, 0 if phase == 'stopped' else 1)]),
+        ('pagefusiond_info', 'gauge', 'pagefusiond version (always 1).', [((('version', state.get('version') or ''),), 1)]),
+        ('pagefusiond_phase', 'gauge', 'The phase pagefusiond is in: 1 for the current phase, 0 for the others.',
+         [((('phase', p),), 1 if phase == p else 0) for p in PHASES]),
+        ('pagefusiond_phase_start_time_seconds', 'gauge', 'Unix time when the current phase began.', [(one, state.get('since'))]),
+        ('pagefusiond_start_time_seconds', 'gauge', 'Unix time when pagefusiond started.', [(one, state.get('started'))]),
+        ('pagefusiond_last_update_time_seconds', 'gauge', 'Unix time of the last control step (stale when far behind).',
+         [(one, state.get('updated'))]),
+        ('pagefusiond_cpu_seconds_total', 'counter', 'CPU time pagefusiond itself used (user + system).',
+         [(one, state.get('daemon_cpu_seconds'))]),
+        ('pagefusiond_boosts_total', 'counter', 'Boosts since pagefusiond started.', [(one, state.get('boosts'))]),
+        ('pagefusiond_ksm_saved_bytes', 'gauge', 'Memory KSM saves: (pages_sharing + ksm_zero_pages) x page size.',
+         [(one, state.get('saved_bytes'))]),
+        ('pagefusiond_ksm_shared_bytes', 'gauge', 'Memory in KSM pages: pages_shared x page size.', [(one, state.get('shared_bytes'))]),
+        ('pagefusiond_ksm_zero_page_bytes', 'gauge', 'Empty pages KSM merged with the kernel zero page: ksm_zero_pages x page size.',
+         [(one, _scaled(counters.get('ksm_zero_pages'), size))]),
+        ('pagefusiond_ksm_general_profit_bytes', 'gauge', 'KSM general_profit: memory saved minus the rmap items it costs '
+         '(negative: KSM costs more than it saves).', [(one, counters.get('general_profit'))]),
+        ('pagefusiond_ksm_full_scans_total', 'counter', 'KSM full_scans: passes over all mergeable memory since boot.',
+         [(one, counters.get('full_scans'))]),
+        ('pagefusiond_ksm_pages_scanned_total', 'counter', 'KSM pages_scanned since boot.', [(one, counters.get('pages_scanned'))]),
+        ('pagefusiond_ksm_run', 'gauge', 'KSM run: 0 stopped, 1 running, 2 unmerging.', [(one, knobs.get('run'))]),
+        ('pagefusiond_ksm_pages_to_scan', 'gauge', 'KSM pages_to_scan: pages ksmd scans per wake-up.', [(one, knobs.get('pages_to_scan'))]),
+        ('pagefusiond_ksm_sleep_seconds', 'gauge', 'KSM sleep_millisecs, in seconds: ksmd sleep between wake-ups.',
+         [(one, _scaled(knobs.get('sleep_millisecs'), 0.001))]),
+        ('pagefusiond_mergeable_bytes', 'gauge', 'Estimated mergeable memory of all processes.', [(one, state.get('mergeable_bytes_estimate'))]),
+        ('pagefusiond_mergeable_processes', 'gauge', 'Processes with mergeable memory.', [(one, state.get('mergeable_processes'))]),
+        ('pagefusiond_ksmd_cpu_seconds_total', 'counter', 'CPU time ksmd used since boot.', [(one, state.get('ksmd_cpu_seconds'))]),
+        ('pagefusiond_ksmd_cpu_ratio', 'gauge', 'ksmd CPU use over the last control step, as a fraction of one core.',
+         [(one, _scaled(state.get('ksmd_cpu_percent'), 0.01))]),
+        ('pagefusiond_ksmd_cpu_budget_ratio', 'gauge', 'The ksmd CPU budget of the current phase, as a fraction of one core.',
+         [(one, cpu_budget_ratio(state))]),
+        ('pagefusiond_vm_merged_bytes', 'gauge', "A VM's memory that KSM merged (ksm_merging_pages of its QEMU process x page size).",
+         vm_samples(state, 'merged_bytes')),
+        ('pagefusiond_vm_zero_page_bytes', 'gauge', "A VM's empty pages merged with the kernel zero page.",
+         vm_samples(state, 'zero_page_bytes')),
+        ('pagefusiond_vm_profit_bytes', 'gauge', "A VM's KSM profit (ksm_process_profit): merged memory minus its rmap cost.",
+         vm_samples(state, 'profit_bytes')),
+        ('pagefusiond_sharing_tenants', 'gauge', 'Tenants whose labelled VMs run with page fusion on this host.', [(one, len(tenants))]),
+        ('pagefusiond_cross_tenant_sharing', 'gauge', 'Whether VMs of more than one tenant share page fusion on this host (1: yes).',
+         [(one, 1 if len(tenants) > 1 else 0)]),
+    ]
 
 
 def render_metrics(state):
-    """Prometheus text exposition format for the node_exporter textfile collector."""
-    lines = []
-
-    def metric(name, kind, help_text, samples):
-        lines.append('# HELP %s %s' % (name, help_text))
-        lines.append('# TYPE %s %s' % (name, kind))
-        for labels, value in samples:
-            label_text = '{%s}' % ','.join('%s="%s"' % kv for kv in labels) if labels else ''
-            lines.append('%s%s %s' % (name, label_text, _num(value)))
-
-    knobs = state.get('knobs') or {}
-    counters = state.get('counters') or {}
-    metric('pagefusiond_up', 'gauge', 'pagefusiond is running (0 once it stopped).',
-           [((), 0 if state.get('phase') == 'stopped' else 1)])
-    metric('pagefusiond_phase', 'gauge', 'The current phase of pagefusiond (1 for the current one).',
-           [((('phase', p),), 1 if state.get('phase') == p else 0) for p in PHASES])
-    metric('pagefusiond_phase_since_seconds', 'gauge', 'Epoch seconds when the current phase began.', [((), state.get('since') or 0)])
-    metric('pagefusiond_saved_bytes', 'gauge', 'Memory KSM saves: (pages_sharing + ksm_zero_pages) x page size.', [((), state.get('saved_bytes', 0))])
-    metric('pagefusiond_shared_bytes', 'gauge', 'Memory in KSM pages (pages_shared x page size).', [((), state.get('shared_bytes', 0))])
-    metric('pagefusiond_mergeable_bytes', 'gauge', 'Estimated mergeable memory of all processes.', [((), state.get('mergeable_bytes_estimate', 0))])
-    metric('pagefusiond_mergeable_processes', 'gauge', 'Processes with mergeable memory.', [((), state.get('mergeable_processes', 0))])
-    metric('pagefusiond_ksmd_cpu_percent', 'gauge', 'ksmd CPU use over the last control step, percent of one core.',
-           [((), state.get('ksmd_cpu_percent') or 0)])
-    metric('pagefusiond_ksmd_cpu_seconds_total', 'counter', 'CPU seconds ksmd has used since boot.', [((), state.get('ksmd_cpu_seconds') or 0)])
-    metric('pagefusiond_pages_to_scan', 'gauge', 'KSM pages_to_scan.', [((), knobs.get('pages_to_scan', 0))])
-    metric('pagefusiond_sleep_millisecs', 'gauge', 'KSM sleep_millisecs.', [((), knobs.get('sleep_millisecs', 0))])
-    metric('pagefusiond_ksm_run', 'gauge', 'KSM run (0 stopped, 1 running, 2 unmerging).', [((), knobs.get('run', 0))])
-    metric('pagefusiond_full_scans_total', 'counter', 'KSM full_scans.', [((), counters.get('full_scans', 0))])
-    metric('pagefusiond_boosts_total', 'counter', 'Boosts since pagefusiond started.', [((), state.get('boosts', 0))])
-    metric('pagefusiond_last_update_seconds', 'gauge', 'Epoch seconds of the last control step.', [((), state.get('updated') or 0)])
-    return '\n'.join(lines) + '\n'
+    """Prometheus text exposition format (version 0.0.4) for the node_exporter textfile collector."""
+    return exposition(metric_families(state))
 
 
 def _mib(value):

@@ -42,10 +42,10 @@ def test_state_and_metrics_files(tmp_path):
     text = (metrics_dir / 'pagefusiond.prom').read_text()
     assert 'pagefusiond_phase{phase="boost"} 1\n' in text
     assert 'pagefusiond_phase{phase="idle"} 0\n' in text
-    assert '# TYPE pagefusiond_saved_bytes gauge' in text
-    assert 'pagefusiond_saved_bytes %d\n' % state['saved_bytes'] in text
-    assert 'pagefusiond_pages_to_scan %d\n' % state['knobs']['pages_to_scan'] in text
-    assert 'pagefusiond_ksmd_cpu_percent ' in text
+    assert '# TYPE pagefusiond_ksm_saved_bytes gauge' in text
+    assert 'pagefusiond_ksm_saved_bytes %d\n' % state['saved_bytes'] in text
+    assert 'pagefusiond_ksm_pages_to_scan %d\n' % state['knobs']['pages_to_scan'] in text
+    assert 'pagefusiond_ksmd_cpu_ratio ' in text
     assert 'pagefusiond_up 1\n' in text
 
 
