@@ -83,7 +83,30 @@ def main():
         md = f.read()
     for name in hosts:
         assert '| %s |' % name in md, name
+    check_units(report, html, md)
     print('check_report: report.json, report.md and report.html match the facts (%d bars)' % len(bars))
+
+
+def size_text(size):
+    """A size as the report must write it: binary units, named (the binary_size filter's output)."""
+    for exponent, unit in reversed(list(enumerate(('B', 'KiB', 'MiB', 'GiB', 'TiB')))):
+        if exponent == 0 or size >= 1024 ** exponent:
+            return '%d B' % size if exponent == 0 else '%.1f %s' % (size / 1024.0 ** exponent, unit)
+
+
+def check_units(report, html, md):
+    """One vocabulary of units: every size in KiB/MiB/GiB (never the decimal-looking "MB"), CPU in CPU seconds."""
+    for text, what in ((html, 'report.html'), (md, 'report.md')):
+        decimal = re.findall(r'\d (?:[kKMGT]B)\b', text)
+        assert not decimal, '%s labels sizes with decimal units: %r' % (what, decimal)
+        assert size_text(report['totals']['saved_bytes']) in text, '%s: total %s missing' % (what, size_text(report['totals']['saved_bytes']))
+        for h in report['hosts']:
+            if h['status'] != 'ok':
+                continue
+            assert size_text(h['saved_bytes']) in text, '%s: %s saved %s missing' % (what, h['host'], size_text(h['saved_bytes']))
+            if h['ksmd_cpu_seconds'] is not None:
+                assert '%s CPU s' % h['ksmd_cpu_seconds'] in text, '%s: %s ksmd CPU without its unit' % (what, h['host'])
+        assert 'ksmd CPU since boot' in text, '%s: the ksmd CPU column does not say what it counts' % what
 
 
 if __name__ == '__main__':
