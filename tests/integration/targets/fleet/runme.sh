@@ -106,4 +106,7 @@ ansible-playbook "${INV[@]}" "$HERE/verify.yml" -e expect=disabled >/dev/null
 play 2 pagefusion.core.disable -e page_fusion_serial=2
 for h in fleet-a fleet-b fleet-c; do recap "$h" 'changed=0 .*failed=0'; done
 
+# The summary table and JSON at the end of enable.yml and disable.yml (a fleet of its own, summary_inventory.yml).
+source "$HERE/summary.sh"
+
 step "done"
