@@ -2,14 +2,14 @@
 # Copyright: (c) 2026, pagefusion.core contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The host's KSM knobs from before pagefusiond started, kept in a file, and putting them back."""
+"""The host's KSM knobs (and khugepaged's max_ptes_none) from before pagefusiond started, kept in a file, and putting them back."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from .collection import _ksm, _unmerge_fit
+from .collection import _ksm, _thp, _unmerge_fit
 from .outputs import ensure_dir, write_atomic
 
 
@@ -26,6 +26,8 @@ class KnobSnapshot(object):
     ``log`` takes a message; ``error`` an error message (the controller logs each one once).
     ``config`` returns the daemon's current config (``unmerge_on_restore``, ``unmerge_margin_mib``);
     ``note`` says, after :meth:`restore`, what was left merged and why (None when nothing was).
+    With ``thp_max_ptes_none`` configured (not ``keep``), :meth:`take` also saves khugepaged's
+    max_ptes_none (``thp``) and sets the configured value; :meth:`restore` puts the saved one back.
     """
 
     def __init__(self, ksm, path, log, error, wall, config=None):
@@ -37,6 +39,9 @@ class KnobSnapshot(object):
         self.config = config or (lambda: {})
         self.knobs = None
         self.note = None
+        # The THP directory next to the KSM one: the real one on a host, a fake (or none) in tests.
+        self.thp = _thp.ThpSysfs.beside(ksm.root)
+        self.thp_saved = None
 
     def _load(self):
         with open(self.path, 'r') as handle:
@@ -47,18 +52,65 @@ class KnobSnapshot(object):
         if self.path and os.path.exists(self.path):
             try:
                 self.knobs = self._load()
+                self.thp_saved = self._load_thp()
                 self.log('re-using the KSM settings saved by an earlier run in %s' % self.path)
+                self._apply_thp()
                 return self.knobs
             except (IOError, OSError, ValueError, KeyError, TypeError):
                 pass
         self.knobs = self.ksm.snapshot_knobs()
-        if self.path:
-            try:
-                ensure_dir(os.path.dirname(self.path))
-                write_atomic(self.path, json.dumps({'knobs': self.knobs, 'saved': self.wall()}, sort_keys=True) + '\n')
-            except (IOError, OSError) as err:
-                self.error('cannot save the KSM settings to %s: %s' % (self.path, err))
+        self._save()
+        self._apply_thp()
         return self.knobs
+
+    def _load_thp(self):
+        with open(self.path, 'r') as handle:
+            saved = json.load(handle).get('thp')
+        return saved if isinstance(saved, dict) and isinstance(saved.get(_thp.MAX_PTES_NONE), int) else None
+
+    def _save(self):
+        if not self.path:
+            return
+        data = {'knobs': self.knobs, 'saved': self.wall()}
+        if self.thp_saved:
+            data['thp'] = self.thp_saved
+        try:
+            ensure_dir(os.path.dirname(self.path))
+            write_atomic(self.path, json.dumps(data, sort_keys=True) + '\n')
+        except (IOError, OSError) as err:
+            self.error('cannot save the KSM settings to %s: %s' % (self.path, err))
+
+    def _apply_thp(self):
+        """Set the configured max_ptes_none, first saving the host's own value (once) next to the KSM knobs."""
+        wanted = self.config().get('thp_max_ptes_none', 'keep')
+        # Without a file for the host's own value (pagefusiond --once), a crash could not put it back: leave it.
+        if wanted == 'keep' or not self.path or not self.thp.present():
+            return
+        try:
+            current = self.thp.max_ptes_none()
+            if not self.thp.plan(wanted):
+                return
+            if self.thp_saved is None:
+                self.thp_saved = {_thp.MAX_PTES_NONE: current}
+                self._save()
+            self.thp.write_max_ptes_none(wanted)
+        except _thp.ThpError as err:
+            self.error('cannot set khugepaged max_ptes_none (thp_max_ptes_none): %s' % err)
+            return
+        self.log('set khugepaged max_ptes_none=%d (was %s): khugepaged no longer turns KSM zero pages back into huge pages'
+                 % (wanted, current))
+
+    def _restore_thp(self):
+        if not self.thp_saved:
+            return
+        value = self.thp_saved[_thp.MAX_PTES_NONE]
+        try:
+            if self.thp.plan(value):
+                self.thp.write_max_ptes_none(value)
+                self.log('restored khugepaged max_ptes_none=%d' % value)
+        except _thp.ThpError as err:
+            self.error('restoring khugepaged max_ptes_none=%d failed: %s' % (value, err))
+        self.thp_saved = None
 
     def restore(self):
         """Put the snapshot back; it unmerges only when configured to and when the take-back fits.
@@ -69,6 +121,7 @@ class KnobSnapshot(object):
         """
         if not self.knobs:
             return False
+        self._restore_thp()
         wanted = dict(self.knobs)
         knobs = self._needs_unmerge(wanted)
         self.note = None

@@ -11,7 +11,7 @@ VirtualBox). The modules only use what :class:`Backend` lists here:
 
 - ``vm`` reads every VM once (:meth:`Backend.list_vms`), plans with ``_fusion.plan_vm`` using
   :attr:`Backend.can_defer` and :attr:`Backend.supported_settings`, asks
-  :meth:`Backend.unsupported_reason` and :meth:`Backend.eligibility`, describes the plan with
+  :meth:`Backend.unsupported_reason`, :meth:`Backend.setting_refusal` and :meth:`Backend.eligibility`, describes the plan with
   :meth:`Backend.describe_step` and, outside check mode, runs it through the power and definition
   operations (:meth:`Backend.shutdown`, :meth:`Backend.set_fusion`, :meth:`Backend.set_definition`,
   :meth:`Backend.start`);
@@ -103,8 +103,16 @@ class Backend(object):
         """Switch page fusion in the VM's persistent definition, and prove it held."""
         raise NotImplementedError
 
+    def setting_refusal(self, key, value):
+        """Why this host cannot take the definition setting ``key=value`` at all (e.g. too old), or None."""
+        return None
+
     def set_definition(self, vm, changes):
-        """Apply ``{setting: value}`` of :attr:`supported_settings` to the persistent definition."""
+        """Apply ``{setting: value}`` of :attr:`supported_settings` to the persistent definition.
+
+        When the plan changes page fusion too, ``changes`` also holds ``page_fusion`` (True/False): one definition
+        change then carries both (``_fusion.merged_steps``).
+        """
         raise FusionError('the %s backend cannot set %s' % (self.name, ', '.join(sorted(changes))))
 
     def shutdown(self, vm, timeout, force_off=False):

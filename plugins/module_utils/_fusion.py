@@ -30,6 +30,7 @@ WHEN_RUNNING_CHOICES = ('fail', 'restart', 'defer')
 # Operator-facing names of the definition settings besides page fusion.
 SETTING_LABELS = {
     'guest_agent_channel': 'the guest agent channel',
+    'free_page_reporting': 'free page reporting',
 }
 
 # Plan steps, in the order they run.
@@ -219,10 +220,21 @@ def _plan_running(plan, definition_steps, live_differs, what, when_running, can_
         plan.restart_required = True
 
 
+def merged_steps(steps):
+    """The steps as they run: a page fusion change and other definition changes become one definition change
+    (one redefine), ``STEP_SET_DEFINITION`` with ``page_fusion`` among its changes."""
+    fusion = [arg for step, arg in steps if step == STEP_SET_FUSION]
+    settings = [arg for step, arg in steps if step == STEP_SET_DEFINITION]
+    if not (fusion and settings):
+        return list(steps)
+    merged = dict(settings[0], page_fusion=fusion[0])
+    return [(step, merged if step == STEP_SET_DEFINITION else arg) for step, arg in steps if step != STEP_SET_FUSION]
+
+
 def describe_plan(backend, plan, shutdown_timeout, force_off):
     """Human- and replay-friendly descriptions of a plan's steps, from the backend."""
     return [backend.describe_step(plan.vm, step, arg, shutdown_timeout=shutdown_timeout, force_off=force_off)
-            for step, arg in plan.steps]
+            for step, arg in merged_steps(plan.steps)]
 
 
 def apply_plan(backend, plan, shutdown_timeout, force_off):
@@ -233,7 +245,7 @@ def apply_plan(backend, plan, shutdown_timeout, force_off):
     was running is never left off by a failed change.
     """
     stopped_here = False
-    for step, arg in plan.steps:
+    for step, arg in merged_steps(plan.steps):
         if step == STEP_SHUTDOWN:
             backend.shutdown(plan.vm, timeout=shutdown_timeout, force_off=force_off)
             stopped_here = True

@@ -118,6 +118,20 @@ def _err(exc):
     return msg or str(exc)
 
 
+def _describe_setting(key, value):
+    """One definition change as the actions show it."""
+    if key == 'page_fusion':
+        return ('without <memoryBacking><nosharepages/> (page fusion enabled)' if value
+                else 'with <memoryBacking><nosharepages/> (page fusion disabled)')
+    if key == 'guest_agent_channel':
+        return ("%s the guest agent channel <channel type='unix'><target type='virtio' name='%s'/></channel>"
+                % ('with' if value else 'without', GUEST_AGENT_PORT))
+    if key == 'free_page_reporting':
+        return ("with free page reporting <memballoon model='virtio' freePageReporting='on'/>" if value
+                else "without free page reporting (no freePageReporting='on' on <memballoon>)")
+    return '%s=%r' % (key, value)  # pragma: no cover - the module only passes supported settings
+
+
 def _restart_blocker(name, state):
     """Why when_running=restart must refuse a VM in this state, or None (see vm.VmManager.plan)."""
     if state not in STATES_NOT_RESTARTABLE:
@@ -136,13 +150,15 @@ class LibvirtBackend(Backend):
 
     name = 'libvirt'
     can_defer = True
-    supported_settings = ('guest_agent_channel',)
+    supported_settings = ('guest_agent_channel', 'free_page_reporting')
 
     def __init__(self, uri=DEFAULT_URI, conn=None, sleep=time.sleep, clock=time.monotonic):
         self.uri = uri
         self.conn = conn if conn is not None else connect(uri)
         self._sleep = sleep
         self._clock = clock
+        # free_page_reporting_support of this host, read once when needed.
+        self._free_page_reporting = None
 
     def close(self):
         try:
@@ -158,7 +174,20 @@ class LibvirtBackend(Backend):
             info['hypervisor_version'] = version_string(self.conn.getVersion())
         except libvirt.libvirtError:
             pass
+        info['free_page_reporting'] = _libvirt_qemu.free_page_reporting_support(
+            info['libvirt_version'], info['hypervisor'], info['hypervisor_version'])
         return info
+
+    def setting_refusal(self, key, value):
+        """Why this host cannot take ``key=value`` (libvirt or QEMU too old), or None."""
+        if key != 'free_page_reporting' or not value:
+            return None
+        if self._free_page_reporting is None:
+            self._free_page_reporting = self.versions()['free_page_reporting']
+        support = self._free_page_reporting
+        if support['libvirt'] is False or support['qemu'] is False:
+            return '; '.join(support['reasons'])
+        return None
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -222,14 +251,8 @@ class LibvirtBackend(Backend):
                 return "define '%s' without <memoryBacking><nosharepages/> (page fusion enabled)" % vm.name
             return "define '%s' with <memoryBacking><nosharepages/> (page fusion disabled)" % vm.name
         if step == STEP_SET_DEFINITION:
-            parts = []
-            for key, value in sorted(arg.items()):
-                if key == 'guest_agent_channel':
-                    parts.append("%s the guest agent channel <channel type='unix'><target type='virtio' name='%s'/>"
-                                 "</channel>" % ('with' if value else 'without', GUEST_AGENT_PORT))
-                else:  # pragma: no cover
-                    parts.append('%s=%r' % (key, value))
-            return "define '%s' %s" % (vm.name, ', '.join(parts))
+            keys = sorted(arg, key=lambda key: (key != 'page_fusion', key))  # page fusion first
+            return "define '%s' %s" % (vm.name, ', '.join(_describe_setting(key, arg[key]) for key in keys))
         if step == STEP_START:
             return "start '%s' and wait until it runs" % vm.name
         raise ValueError(step)
@@ -264,14 +287,17 @@ class LibvirtBackend(Backend):
         vm.fusion = enabled
 
     def set_definition(self, vm, changes):
-        """Apply other definition settings (see _fusion.plan_vm) to the persistent definition."""
+        """Apply other definition settings (see _fusion.plan_vm), and ``page_fusion`` when the plan changes it too,
+        to the persistent definition in one redefine."""
         def not_kept(reread):
-            now = definition_settings(reread)
+            now = dict(definition_settings(reread), page_fusion=not has_nosharepages(reread))
             wrong = sorted(key for key, value in changes.items() if now.get(key) != value)
             return 'does not keep %s as asked.' % ', '.join(wrong) if wrong else None
 
         self._redefine(vm, lambda root: apply_settings(root, changes), not_kept)
-        vm.settings.update(changes)
+        if 'page_fusion' in changes:
+            vm.fusion = changes['page_fusion']
+        vm.settings.update((key, value) for key, value in changes.items() if key != 'page_fusion')
 
     # -- the guest agent ------------------------------------------------------------------------
 

@@ -24,6 +24,10 @@ from ansible_collections.pagefusion.core.plugins.module_utils._backend_api impor
 QEMU_RUN_DIRS = ('/run/libvirt/qemu', '/var/run/libvirt/qemu')
 # libvirt drivers (conn.getType()) whose VMs are QEMU processes on the libvirt host.
 QEMU_HYPERVISORS = ('QEMU',)
+# The first releases with virtio balloon free page reporting: libvirt's freePageReporting attribute (6.9.0) and
+# QEMU's virtio-balloon free-page-reporting property (5.1.0).
+FREE_PAGE_REPORTING_LIBVIRT = (6, 9, 0)
+FREE_PAGE_REPORTING_QEMU = (5, 1, 0)
 
 
 def _qemu_name_option(args):
@@ -101,6 +105,38 @@ def is_remote_uri(uri, conn):
         return True
 
 
+def _version_tuple(text):
+    try:
+        return tuple(int(part) for part in text.split('.'))
+    except (AttributeError, ValueError):
+        return None
+
+
+def _at_least(text, minimum):
+    version = _version_tuple(text)
+    return None if version is None else version >= minimum
+
+
+def free_page_reporting_support(libvirt_version, hypervisor, hypervisor_version):
+    """Whether libvirt and QEMU can give a VM a balloon with free page reporting, from their version strings.
+
+    ``libvirt`` and ``qemu`` are True/False, or None when unknown (``qemu`` is None when the hypervisor is not
+    QEMU); ``supported`` is True only when both are; ``reasons`` explains every False or None.
+    """
+    lib_ok = _at_least(libvirt_version, FREE_PAGE_REPORTING_LIBVIRT)
+    qemu_ok = _at_least(hypervisor_version, FREE_PAGE_REPORTING_QEMU) if hypervisor in QEMU_HYPERVISORS else None
+    reasons = []
+    if lib_ok is not True:
+        reasons.append('free page reporting needs libvirt 6.9.0 or later; this libvirt is %s'
+                       % (libvirt_version or 'of unknown version'))
+    if hypervisor not in QEMU_HYPERVISORS:
+        reasons.append("free page reporting needs the QEMU hypervisor; this connection's is %s" % (hypervisor or 'unknown'))
+    elif qemu_ok is not True:
+        reasons.append('free page reporting needs QEMU 5.1.0 or later; this QEMU is %s'
+                       % (hypervisor_version or 'of unknown version'))
+    return {'supported': bool(lib_ok and qemu_ok), 'libvirt': lib_ok, 'qemu': qemu_ok, 'reasons': reasons}
+
+
 def _bytes(pages, page_size):
     return None if pages is None else pages * page_size
 
@@ -108,6 +144,8 @@ def _bytes(pages, page_size):
 def vm_ksm_facts(vm, pid, sysfs):
     """The ``fusion_facts`` entry of one libvirt VM; ``pid`` is its QEMU pid or None."""
     entry = vm_facts_entry(vm)
+    entry['free_page_reporting'] = vm.settings.get('free_page_reporting')
+    entry['free_page_reporting_live'] = None if vm.settings_live is None else vm.settings_live.get('free_page_reporting')
     stat = sysfs.process_ksm(pid) if pid is not None else None
     if stat is None:
         entry.update({'mergeable': None, 'merged_bytes': None, 'zero_page_bytes': None, 'profit_bytes': None,

@@ -2,7 +2,8 @@
 # Copyright: (c) 2026, pagefusion.core contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""libvirt domain XML, read and edited: page fusion (<nosharepages/>), the guest agent channel, metadata.
+"""libvirt domain XML, read and edited: page fusion (<nosharepages/>), the guest agent channel, free page
+reporting of the virtio balloon, metadata.
 
 Private module_utils of pagefusion.core; its API may change at any time.
 
@@ -115,17 +116,69 @@ def set_agent_channel(root, present):
     return bool(channels)
 
 
+def _balloons(root):
+    devices = root.find('./devices')
+    return devices, ([] if devices is None else devices.findall('./memballoon'))
+
+
+def _is_virtio_balloon(balloon):
+    # virtio, virtio-transitional, virtio-non-transitional: all carry free page reporting (libvirt 6.9+).
+    return (balloon.get('model') or '').startswith('virtio')
+
+
+def has_free_page_reporting(root):
+    """Whether the domain's virtio balloon has ``freePageReporting='on'`` (libvirt's default is off)."""
+    return any(_is_virtio_balloon(b) and b.get('freePageReporting') == 'on' for b in _balloons(root)[1])
+
+
+def set_free_page_reporting(root, enabled):
+    """Switch ``<memballoon model='virtio' freePageReporting='on'/>``. Returns True when the tree changed.
+
+    On: a VM without a balloon (or with ``model='none'``) gets a virtio one; the balloon's other attributes and
+    children (its address, stats period) stay as they were. Off: the attribute goes (libvirt's default is off),
+    the balloon stays.
+    """
+    if has_free_page_reporting(root) == enabled:
+        return False
+    devices, balloons = _balloons(root)
+    if not enabled:
+        for balloon in balloons:
+            balloon.attrib.pop('freePageReporting', None)
+        return True
+    if devices is None:
+        devices = ET.SubElement(root, 'devices')
+    if not balloons:
+        balloons = [ET.SubElement(devices, 'memballoon')]
+    balloon = balloons[0]
+    if not _is_virtio_balloon(balloon):
+        balloon.set('model', 'virtio')
+    balloon.set('freePageReporting', 'on')
+    return True
+
+
+# The definition settings besides page fusion, how each is read and how each is set.
+SETTINGS = {
+    'guest_agent_channel': (has_agent_channel, set_agent_channel),
+    'free_page_reporting': (has_free_page_reporting, set_free_page_reporting),
+}
+
+
 def definition_settings(root):
     """The definition settings besides page fusion that this backend manages (see _fusion.plan_vm)."""
-    return {'guest_agent_channel': has_agent_channel(root)}
+    return dict((key, read(root)) for key, (read, _write) in SETTINGS.items())
 
 
 def apply_settings(root, changes):
-    """Apply ``{setting: value}`` to a parsed domain definition. Returns True when the tree changed."""
+    """Apply ``{setting: value}`` to a parsed domain definition. Returns True when the tree changed.
+
+    ``page_fusion`` may be among them, so that one redefine carries every change of a plan.
+    """
     changed = False
     for key, value in changes.items():
-        if key == 'guest_agent_channel':
-            changed = set_agent_channel(root, value) or changed
+        if key == 'page_fusion':
+            changed = set_nosharepages(root, not value) or changed
+        elif key in SETTINGS:
+            changed = SETTINGS[key][1](root, value) or changed
         else:  # pragma: no cover - the module only passes supported settings
             raise FusionError('the libvirt backend cannot set %s' % key)
     return changed

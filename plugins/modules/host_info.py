@@ -19,6 +19,9 @@ description:
     file/memfd-backed or on huge pages (KSM merges only private anonymous memory). VirtualBox needs a 64-bit
     host that is not macOS, a VirtualBox release that can switch page fusion (not 7.2), and a Windows 2000 or
     later guest."
+  - "libvirt hosts: whether libvirt (6.9.0 or later) and QEMU (5.1.0 or later) can give VMs free page reporting on
+    their virtio balloon (C(free_page_reporting) in RV(backends.libvirt)), read from the connection's libvirt and
+    hypervisor versions; per VM whether it is on (RV(vms[].free_page_reporting))."
   - Read-only. Never changes anything.
 author:
   - pagefusion.core maintainers (@pagefusion)
@@ -118,13 +121,54 @@ ksm:
       description: Every KSM knob this kernel has, with its current value.
       type: dict
       sample: {"run": 0, "pages_to_scan": 100, "sleep_millisecs": 20}
+thp:
+  description:
+    - Transparent huge pages (C(/sys/kernel/mm/transparent_hugepage)) and whether they can undo KSM zero-page savings.
+    - C(khugepaged) counts a KSM zero page as an empty entry and collapses a 2 MiB range with up to
+      RV(thp.max_ptes_none) of them into a new huge page, so the zero pages become used memory again
+      (measured in C(docs/thp-and-ksm-zero-pages.md)). The module warns when that can happen while KSM
+      C(use_zero_pages) is on; M(pagefusion.core.ksm) O(pagefusion.core.ksm#module:thp_max_ptes_none=0) or
+      the daemon's C(thp_max_ptes_none) setting prevents it.
+  returned: always
+  type: dict
+  version_added: 0.1.0
+  contains:
+    present:
+      description: Whether the kernel has khugepaged settings (C(khugepaged/max_ptes_none)).
+      type: bool
+    enabled:
+      description: The THP mode, C(always), C(madvise) or C(never) (null without THP).
+      type: str
+      sample: madvise
+    defrag:
+      description: The THP defrag mode (null without THP).
+      type: str
+      sample: madvise
+    max_ptes_none:
+      description: khugepaged's C(max_ptes_none) (kernel default 511; null without THP).
+      type: int
+      sample: 511
+    max_ptes_none_limit:
+      description: The highest value C(max_ptes_none) takes, pages per huge page minus one (null without THP).
+      type: int
+      sample: 511
+    zero_pages_at_risk:
+      description: Whether khugepaged may turn KSM zero pages back into huge pages (THP not C(never) and RV(thp.max_ptes_none) above 0).
+      type: bool
+      sample: true
 backends:
   description: One entry per backend that was looked at.
   returned: always
   type: dict
   contains:
     libvirt:
-      description: The libvirt backend.
+      description:
+        - The libvirt backend.
+        - C(free_page_reporting) says whether this host can give VMs free page reporting on their virtio balloon
+          (O(pagefusion.core.vm#module:free_page_reporting)) - C(supported) (true only when both can), C(libvirt)
+          (libvirt 6.9.0 or later), C(qemu) (QEMU 5.1.0 or later; null when the hypervisor is not QEMU, for
+          example libvirt's C(test:///) driver), C(reasons) for every false or null. It is set when the URI
+          answered.
       type: dict
       returned: when O(backend) is V(auto) or V(libvirt)
       sample:
@@ -134,6 +178,7 @@ backends:
         libvirt_version: 9.0.0
         hypervisor: QEMU
         hypervisor_version: 7.2.0
+        free_page_reporting: {"supported": true, "libvirt": true, "qemu": true, "reasons": []}
         eligible: true
         reasons: []
         cross_tenant_sharing: false
@@ -221,6 +266,11 @@ vms:
       description: libvirt only. Whether the persistent definition has the QEMU guest agent channel.
       type: bool
       returned: for libvirt VMs
+    free_page_reporting:
+      description: libvirt only. Whether the persistent definition has free page reporting on the virtio balloon
+        (C(<memballoon model='virtio' freePageReporting='on'/>)).
+      type: bool
+      returned: for libvirt VMs
     eligible:
       description: Whether page fusion would work for this VM on this host.
       type: bool
@@ -252,6 +302,7 @@ from ansible_collections.pagefusion.core.plugins.module_utils._eligibility impor
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import KsmSysfs, host_summary
 from ansible_collections.pagefusion.core.plugins.module_utils._tenancy import cross_tenant_report
+from ansible_collections.pagefusion.core.plugins.module_utils._thp import ThpSysfs, risk_warning
 
 
 def os_pretty_name(path='/etc/os-release'):
@@ -275,6 +326,15 @@ def ksm_facts():
     """The KSM part of the host summary (its warnings are fusion_facts' business, not this report's)."""
     summary = host_summary(KsmSysfs(), ksmd_cpu=False)[0]
     return {'present': summary['ksm_present'], 'running': summary['ksm_running'], 'knobs': summary['knobs']}
+
+
+def thp_facts(module, ksm):
+    """Transparent huge pages, and a warning when khugepaged may turn KSM zero pages back into memory."""
+    state = ThpSysfs().state()
+    warning = risk_warning(state, ksm['knobs'].get('use_zero_pages'))
+    if warning:
+        module.warn(warning)
+    return state
 
 
 def vm_entry(backend, vm, host_ok, host_reasons):
@@ -368,6 +428,7 @@ def main():
     wanted = module.params['backend']
     host = host_facts()
     ksm = ksm_facts()
+    thp = thp_facts(module, ksm)
     backends, vms = {}, []
     if wanted in ('auto', 'libvirt'):
         backends['libvirt'], found = libvirt_report(module, host, ksm, strict=wanted == 'libvirt')
@@ -375,7 +436,7 @@ def main():
     if wanted in ('auto', 'virtualbox'):
         backends['virtualbox'], found = virtualbox_report(module, host, strict=wanted == 'virtualbox')
         vms.extend(found)
-    module.exit_json(changed=False, host=host, ksm=ksm, backends=backends, vms=vms,
+    module.exit_json(changed=False, host=host, ksm=ksm, thp=thp, backends=backends, vms=vms,
                      cross_tenant_sharing=any(b['cross_tenant_sharing'] for b in backends.values()),
                      eligible=any(b['eligible'] for b in backends.values()))
 

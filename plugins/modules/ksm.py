@@ -108,6 +108,20 @@ options:
     description:
       - The highest O(pages_to_scan) the advisor may choose. Kernel default V(30000). At least V(1).
     type: int
+  thp_max_ptes_none:
+    description:
+      - Sets C(/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none), the most empty or zero-page
+        entries a 2 MiB range may have for C(khugepaged) to collapse it into a new huge page. Kernel default V(511).
+      - C(khugepaged) counts a KSM zero page (O(use_zero_pages=true)) as empty, so with the default it turns
+        ranges that hold KSM zero pages and some data back into huge pages, and the zero-page saving comes
+        back as used memory. V(0) keeps KSM zero pages; see C(docs/thp-and-ksm-zero-pages.md) for the measurement.
+      - V(0) also means fewer huge pages for all processes on the host (ranges with any unwritten page are no
+        longer collapsed) and lets the kernel's THP shrinker split huge pages that contain zero-filled pages.
+      - Range V(0) to the pages of one huge page minus one (V(511) with 4 KiB pages). The module fails when
+        the kernel has no transparent huge pages.
+      - Not set (the default) leaves it alone. Global to the host, like the KSM knobs.
+    type: int
+    version_added: 0.1.0
   allow_unmerge:
     description:
       - O(merge_across_nodes) and O(max_page_sharing) can only change while no KSM pages exist.
@@ -196,6 +210,12 @@ EXAMPLES = r'''
     run: 2
     unmerge_margin_mib: 4096
 
+- name: Merge empty pages into the zero page and keep khugepaged from undoing it
+  pagefusion.core.ksm:
+    run: 1
+    use_zero_pages: true
+    thp_max_ptes_none: 0
+
 - name: Only read the current values
   pagefusion.core.ksm:
   register: ksm
@@ -209,7 +229,8 @@ RETURN = r'''
 before:
   description:
     - The knobs set in this task, as they were before. O(pages_to_scan) is included when
-      O(advisor_mode) changes, because the kernel resets it then.
+      O(advisor_mode) changes, because the kernel resets it then. O(thp_max_ptes_none) is included
+      (as C(thp_max_ptes_none)) when set.
     - Values are what the kernel reports (V(0)/V(1) for the boolean knobs).
   returned: always
   type: dict
@@ -267,6 +288,22 @@ unmerge_fit:
   sample: {"take_back_bytes": 209715200, "mem_available_bytes": 24627941376, "margin_bytes": 1073741824,
            "room_bytes": 23554199552, "fits": true, "take_back_mib": 200.0, "mem_available_mib": 23486.9,
            "margin_mib": 1024.0}
+thp:
+  description:
+    - Transparent huge pages after the run (in check mode, as they would be), when O(thp_max_ptes_none) is set.
+  returned: when O(thp_max_ptes_none) is set
+  type: dict
+  contains:
+    enabled:
+      description: The THP mode (C(always), C(madvise) or C(never)).
+      type: str
+    max_ptes_none:
+      description: khugepaged's C(max_ptes_none).
+      type: int
+    zero_pages_at_risk:
+      description: Whether khugepaged may turn KSM zero pages back into huge pages (THP not V(never) and C(max_ptes_none) above 0).
+      type: bool
+  sample: {"enabled": "madvise", "max_ptes_none": 0, "zero_pages_at_risk": false}
 persist_path:
   description: The O(persist_path) file written (or that would be written in check mode).
   returned: when O(persist=true)
@@ -292,6 +329,12 @@ from ansible_collections.pagefusion.core.plugins.module_utils._ksm import (
     predict_knobs,
     tmpfiles_lines,
 )
+from ansible_collections.pagefusion.core.plugins.module_utils._thp import (
+    MAX_PTES_NONE,
+    ThpError,
+    ThpSysfs,
+    zero_pages_at_risk,
+)
 from ansible_collections.pagefusion.core.plugins.module_utils._unmerge_fit import (
     DEFAULT_MARGIN_MIB,
     UnmergeShortError,
@@ -306,8 +349,11 @@ TMPFILES_HEADER = (
 )
 
 
-def tmpfiles_content(wanted):
-    return TMPFILES_HEADER + ''.join(line + '\n' for line in tmpfiles_lines(wanted, DEFAULT_ROOT))
+def tmpfiles_content(wanted, thp_max_ptes_none=None):
+    lines = tmpfiles_lines(wanted, DEFAULT_ROOT)
+    if thp_max_ptes_none is not None:
+        lines.append('w %s - - - - %d' % (ThpSysfs().khugepaged_path(MAX_PTES_NONE), thp_max_ptes_none))
+    return TMPFILES_HEADER + ''.join(line + '\n' for line in lines)
 
 
 def read_file(path):
@@ -351,6 +397,7 @@ ARGUMENT_SPEC = dict(
     advisor_target_scan_time=dict(type='int'),
     advisor_min_pages_to_scan=dict(type='int'),
     advisor_max_pages_to_scan=dict(type='int'),
+    thp_max_ptes_none=dict(type='int'),
     allow_unmerge=dict(type='bool', default=False),
     unmerge_margin_mib=dict(type='int', default=DEFAULT_MARGIN_MIB),
     unmerge_when_short=dict(type='bool', default=False),
@@ -366,6 +413,9 @@ class KsmManager(object):
     def __init__(self, module, sysfs=None):
         self.module = module
         self.sysfs = sysfs or KsmSysfs()
+        # Next to the KSM directory: the real one on a host, the fake tree in unit tests.
+        self.thp = ThpSysfs.beside(self.sysfs.root)
+        self.thp_changes = {}
         self.allow_unmerge = module.params['allow_unmerge']
         self.diffs = []
         self.result = {}
@@ -384,7 +434,16 @@ class KsmManager(object):
         if 'advisor_mode' in self.changes and 'pages_to_scan' in self.current:
             self.touched.add('pages_to_scan')
         self.result = dict(changed=bool(self.changes), unmerged=unmerge)
+        self.plan_thp()
         self.check_unmerge_fit(unmerge)
+
+    def plan_thp(self):
+        """khugepaged's max_ptes_none, when the task sets it: validated against this kernel, nothing written."""
+        try:
+            self.thp_changes = self.thp.plan(self.module.params['thp_max_ptes_none'])
+        except ThpError as err:
+            self.module.fail_json(msg=to_native(err), changed=False)
+        self.result['changed'] = self.result['changed'] or bool(self.thp_changes)
 
     def check_unmerge_fit(self, unmerge):
         """Refuse an unmerge whose take-back does not fit in MemAvailable minus the margin (check mode alike)."""
@@ -423,13 +482,31 @@ class KsmManager(object):
         self.result['before'] = self._touched(self.current)
         self.result['after'] = self._touched(knobs_after)
         self.result['knobs'] = knobs_after
+        self.apply_thp()
         self.diffs.append(dict(before=self.result['before'], after=self.result['after']))
+
+    def apply_thp(self):
+        """Write max_ptes_none when planned (outside check mode); its before/after and the THP state."""
+        wanted = self.module.params['thp_max_ptes_none']
+        if wanted is None:
+            return
+        before = self.thp.max_ptes_none()
+        if self.thp_changes and not self.module.check_mode:
+            try:
+                self.thp.write_max_ptes_none(wanted)
+            except ThpError as err:
+                self.module.fail_json(msg=to_native(err), **self.result)
+        enabled = self.thp.mode()
+        after = wanted if self.module.check_mode else self.thp.max_ptes_none()
+        self.result['before']['thp_max_ptes_none'] = before
+        self.result['after']['thp_max_ptes_none'] = after
+        self.result['thp'] = {'enabled': enabled, MAX_PTES_NONE: after, 'zero_pages_at_risk': zero_pages_at_risk(enabled, after)}
 
     def apply_persist(self):
         """Write the tmpfiles.d file when it differs (outside check mode)."""
         path = self.module.params['persist_path']
         self.result['persist_path'] = path
-        content = tmpfiles_content(self.wanted)
+        content = tmpfiles_content(self.wanted, self.module.params['thp_max_ptes_none'])
         existing = read_file(path)
         if existing == content:
             return

@@ -33,6 +33,10 @@ description:
     the guest for its OS (P(pagefusion.core.host_info#module) then reports it). It is part of the same persistent
     definition, so it follows the same rules as page fusion: changed only while the VM is shut off, O(when_running)
     for running VMs, the same check and diff mode."
+  - "B(libvirt) also manages free page reporting of the VM's virtio memory balloon (O(free_page_reporting)): the
+    guest hands blocks of memory it has freed back to the host, which drops them. It is part of the same persistent
+    definition and follows the same rules. When a run changes page fusion and another setting of one VM, libvirt
+    gets one new definition that carries all of them (one redefine)."
 author:
   - pagefusion.core maintainers (@pagefusion)
 extends_documentation_fragment:
@@ -62,7 +66,8 @@ options:
   state:
     description:
       - V(enabled) lets the VM's memory be shared with other VMs; V(disabled) keeps it private.
-      - When omitted, page fusion is left as it is. At least one of O(state) and O(guest_agent_channel) is required.
+      - When omitted, page fusion is left as it is. At least one of O(state), O(guest_agent_channel) and
+        O(free_page_reporting) is required.
     type: str
     choices: [enabled, disabled]
   guest_agent_channel:
@@ -75,6 +80,20 @@ options:
       - Like page fusion, it is changed only while the VM is shut off; see O(when_running). The VirtualBox backend
         has no such channel and refuses this option.
     type: bool
+  free_page_reporting:
+    description:
+      - libvirt only. V(true) turns on free page reporting of the VM's virtio memory balloon,
+        C(<memballoon model='virtio' freePageReporting='on'/>) in the persistent definition. A VM without a balloon,
+        or with C(model='none'), gets a virtio balloon; the rest of the definition stays as it was. The guest kernel
+        (Linux 5.7 or later with the virtio balloon driver) then reports freed memory to the host, which drops it.
+      - V(false) removes C(freePageReporting) from the balloon (libvirt's default is off) and keeps the balloon.
+      - When omitted (null), free page reporting is left as it is.
+      - It needs libvirt 6.9.0 and QEMU 5.1.0 or later (P(pagefusion.core.host_info#module) reports whether the
+        host has them); turning it on where either is older is refused and nothing is changed.
+      - Like page fusion, it is changed only while the VM is shut off (QEMU reads it when it starts); see
+        O(when_running). The VirtualBox backend does not support it and refuses this option.
+    type: bool
+    version_added: 0.1.0
   when_running:
     description:
       - What to do with a VM that is not shut off and needs a change.
@@ -181,6 +200,13 @@ EXAMPLES = r'''
     name: debian-12-web
     guest_agent_channel: true
 
+- name: Enable page fusion and free page reporting in one definition change, at the next cold boot
+  pagefusion.core.vm:
+    name: debian-12-web
+    state: enabled
+    free_page_reporting: true
+    when_running: defer
+
 - name: A VirtualBox host
   pagefusion.core.vm:
     name: Windows 11 desktop
@@ -264,6 +290,19 @@ vms:
       description: Whether the definition has the guest agent channel after the run (predicted in check mode).
       type: bool
       returned: when O(guest_agent_channel) is set
+    free_page_reporting:
+      description: Whether the persistent definition has free page reporting on the virtio balloon after the run
+        (predicted in check mode). libvirt only.
+      type: bool
+      returned: when the backend is libvirt
+    free_page_reporting_before:
+      description: Whether the definition had free page reporting before the run.
+      type: bool
+      returned: when O(free_page_reporting) is set
+    free_page_reporting_after:
+      description: Whether the definition has free page reporting after the run (predicted in check mode).
+      type: bool
+      returned: when O(free_page_reporting) is set
     unmerge_fit:
       description:
         - For a running VM restarted without page fusion, the memory that takes back and what the host has, as
@@ -300,6 +339,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS, open_backend
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import (
+    STEP_SET_DEFINITION,
     STEP_SHUTDOWN,
     WHEN_RUNNING_CHOICES,
     FusionError,
@@ -320,7 +360,7 @@ from ansible_collections.pagefusion.core.plugins.module_utils._unmerge_fit impor
 
 MAX_NAMES_IN_ERROR = 20
 # Definition settings besides page fusion, by option name (see _fusion.plan_vm).
-SETTINGS = ('guest_agent_channel',)
+SETTINGS = ('guest_agent_channel', 'free_page_reporting')
 NOTHING_CHANGED = 'Nothing was changed.'
 
 
@@ -367,8 +407,9 @@ class VmManager(object):
         """Read every VM once and pick the ones named; unknown names fail before anything changes."""
         unsupported = sorted(set(self.settings) - set(self.backend.supported_settings))
         if unsupported:
-            self.module.fail_json(msg='%s: the %s backend has no such setting (the QEMU guest agent channel is libvirt '
-                                      'only). Nothing was changed.' % (', '.join(unsupported), self.backend.name))
+            self.module.fail_json(msg='%s: not supported by this backend (%s); the QEMU guest agent channel and free page '
+                                      'reporting are libvirt only. Leave the option out for %s VMs. Nothing was changed.'
+                                      % (', '.join(unsupported), self.backend.name, self.backend.name))
         self.vms = self.backend.list_vms()
         self.selected, missing = select_vms(self.vms, names=self.params['name'], pattern=self.params['pattern'])
         if missing:
@@ -393,6 +434,7 @@ class VmManager(object):
         self.plans = [plan_vm(vm, self.want, self.params['when_running'], can_defer=self.backend.can_defer,
                               settings=self.settings) for vm in self.selected]
         self._refuse_unrestartable()
+        self._refuse_unsupported_settings()
         # A host that cannot switch page fusion at all (VirtualBox 7.2, 32-bit or macOS hosts) is reported, not
         # failed. It wins over a VM's own blocker (running, saved): shutting that VM down would not help.
         unsupported = self.backend.unsupported_reason()
@@ -407,6 +449,19 @@ class VmManager(object):
             blocker = plan.vm.details.get('restart_blocker')
             if blocker and any(step == STEP_SHUTDOWN for step, _arg in plan.steps):
                 plan.error, plan.steps = blocker, []
+
+    def _refuse_unsupported_settings(self):
+        """A setting this host cannot take (e.g. free page reporting with an old libvirt or QEMU) is refused."""
+        for plan in self.plans:
+            for key, value in self._definition_changes(plan).items():
+                reason = self.backend.setting_refusal(key, value)
+                if reason and not plan.error:
+                    plan.error = ("VM '%s': %s=%s is refused on this host: %s. Upgrade them, or leave %s out."
+                                  % (plan.vm.name, key, str(value).lower(), reason, key))
+
+    @staticmethod
+    def _definition_changes(plan):
+        return dict(item for step, arg in plan.steps if step == STEP_SET_DEFINITION for item in arg.items())
 
     # -- refuse ---------------------------------------------------------------------------------
 
@@ -531,6 +586,7 @@ def argument_spec():
         pattern=dict(type='str'),
         state=dict(type='str', choices=['enabled', 'disabled']),
         guest_agent_channel=dict(type='bool'),
+        free_page_reporting=dict(type='bool'),
         when_running=dict(type='str', default='fail', choices=list(WHEN_RUNNING_CHOICES)),
         shutdown_timeout=dict(type='int', default=120),
         force_off=dict(type='bool', default=False),
@@ -546,7 +602,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
         mutually_exclusive=[('name', 'pattern')],
-        required_one_of=[('name', 'pattern'), ('state', 'guest_agent_channel')],
+        required_one_of=[('name', 'pattern'), ('state', 'guest_agent_channel', 'free_page_reporting')],
         supports_check_mode=True,
     )
     if module.params['shutdown_timeout'] < 1:

@@ -41,9 +41,9 @@ def vms_by_name(backend):
 
 def test_channel_read_from_the_definition(backend):
     vms = vms_by_name(backend)
-    assert vms['no-agent'].settings == {'guest_agent_channel': False}
-    assert vms['with-agent'].settings == {'guest_agent_channel': True}
-    assert vms['no-devices'].settings == {'guest_agent_channel': False}
+    assert vms['no-agent'].settings['guest_agent_channel'] is False
+    assert vms['with-agent'].settings['guest_agent_channel'] is True
+    assert vms['no-devices'].settings['guest_agent_channel'] is False
     assert vms['no-agent'].summary()['guest_agent_channel'] is False
 
 
@@ -97,7 +97,7 @@ def test_none_leaves_the_channel_alone(backend):
 
 def test_running_vm_rules(backend):
     vm = vms_by_name(backend)['running-no-agent']
-    assert vm.settings_live == {'guest_agent_channel': False}
+    assert vm.settings_live['guest_agent_channel'] is False
     refused = plan_vm(vm, None, 'fail', settings=AGENT)
     assert refused.error and 'the guest agent channel can only be switched while it is shut off' in refused.error
     assert "running-no-agent" in refused.error
@@ -109,7 +109,7 @@ def test_running_vm_rules(backend):
 
     apply_plan(backend, deferred, 5, False)
     vm = vms_by_name(backend)['running-no-agent']
-    assert vm.settings == {'guest_agent_channel': True} and vm.settings_live == {'guest_agent_channel': False}
+    assert vm.settings['guest_agent_channel'] is True and vm.settings_live['guest_agent_channel'] is False
     # The definition is right now; the running instance still lacks the channel.
     later = plan_vm(vm, None, 'fail', settings=AGENT)
     assert later.steps == [] and later.error is None and later.restart_required

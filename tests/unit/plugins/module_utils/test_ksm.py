@@ -261,6 +261,30 @@ def test_mergeable_rss_pages():
     assert _ksm.mergeable_rss_pages(text, 4096) == (262144 + 40) // 4
 
 
+ROLLUP = ('55d0c0000000-7ffd00021000 ---p 00000000 00:00 0                          [rollup]\n'
+          'Rss:              270000 kB\nPss:              140000 kB\nPss_Anon:         120000 kB\nPss_File:          20000 kB\n'
+          'Anonymous:        240000 kB\nKSM:              180000 kB\nSwapPss:               0 kB\n')
+
+
+def test_smaps_rollup_real_saving_counts_anonymous_pages_only(tmp_path):
+    (tmp_path / '41').mkdir()
+    (tmp_path / '41' / 'smaps_rollup').write_text(ROLLUP)
+    rollup = _ksm.read_smaps_rollup(41, str(tmp_path))
+    assert rollup['Anonymous'] == 240000 and rollup['KSM'] == 180000 and '55d0c0000000-7ffd00021000' not in rollup
+    # shared libraries (file pages) are left out: Anonymous - Pss_Anon, not Rss - Pss
+    assert _ksm.shared_anon_kb(rollup) == 120000
+    assert _ksm.shared_anon_kb({'Rss': 300, 'Pss': 100}) == 200  # kernels without Pss_Anon
+    assert _ksm.read_smaps_rollup(42, str(tmp_path)) is None
+
+
+def test_vmstat_ksm_counters(tmp_path):
+    (tmp_path / 'vmstat').write_text('nr_free_pages 12\nksm_swpin_copy 0\ncow_ksm 836385\ncow_ksm_bad x\n')
+    assert _ksm.read_vmstat_ksm(str(tmp_path)) == {'cow_ksm': 836385, 'ksm_swpin_copy': 0}
+    (tmp_path / 'vmstat').write_text('nr_free_pages 12\n')
+    assert _ksm.read_vmstat_ksm(str(tmp_path)) == {}
+    assert _ksm.read_vmstat_ksm(str(tmp_path / 'nowhere')) == {}
+
+
 def _stat_line(pid, comm, ppid, flags, utime=0, stime=0):
     # fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
     return '%d (%s) S %d 0 0 0 -1 %d 0 0 0 0 %d %d 0 0 20 0 1 0 15 0 0\n' % (pid, comm, ppid, flags, utime, stime)

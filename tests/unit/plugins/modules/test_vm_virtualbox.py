@@ -415,3 +415,12 @@ def test_auto_without_any_backend_says_why(standin, run_module, monkeypatch, tmp
     assert failed
     assert result['msg'].startswith('backend=auto found no usable hypervisor backend: ')
     assert 'VBoxManage not found on PATH' in result['msg']
+
+
+def test_free_page_reporting_is_not_supported_by_this_backend(fast, run_module):
+    before = fast.raw()
+    result, failed = run_module(vm.main, args(name='win10', state='enabled', free_page_reporting=True))
+    assert failed
+    assert result['msg'].startswith('free_page_reporting: not supported by this backend (virtualbox)')
+    assert 'Nothing was changed.' in result['msg']
+    assert fast.raw() == before
