@@ -93,7 +93,9 @@ def measure(tmp, env, hosts, forks, mode, vms):
     row = {'hosts': hosts, 'forks': forks, 'mode': mode, 'wall_s': round(wall, 2), 'cpu_s': round(cpu, 2),
            'cpu_ms_per_host': round(cpu * 1000.0 / hosts, 1), 'wall_ms_per_host': round(wall * 1000.0 / hosts, 1),
            'module_runs_per_host': round(sum(modules.values()) / float(hosts), 2),
-           'module_runs_max': max(modules.values()), 'tasks_per_host': round(sum(tasks.values()) / float(hosts), 2)}
+           'module_runs_max': max(modules.values()), 'tasks_per_host': round(sum(tasks.values()) / float(hosts), 2),
+           # Wall time depends on what else the machine runs: the 1-minute load average when the run ended says.
+           'load_1min_at_end': round(os.getloadavg()[0], 2)}
     print('%4d hosts, forks %2d, %-9s: wall %6.1f s, CPU %6.1f s (%5.0f ms/host), modules/host %.2f (max %d), '
           'task results/host %.1f' % (hosts, forks, mode, wall, cpu, row['cpu_ms_per_host'],
                                       row['module_runs_per_host'], row['module_runs_max'], row['tasks_per_host']),
