@@ -37,3 +37,35 @@ def lock():
 def process_ksm(pid):
     """The ``/proc/<pid>/ksm_stat`` counters of one process (parsed by _ksm), or None."""
     return _ksm.read_process_ksm(pid)
+
+
+def _stat_fields(pid):
+    with open('/proc/%d/stat' % pid) as handle:
+        return handle.read().rsplit(')', 1)[1].split()
+
+
+def _children(pid):
+    """Live child pids of ``pid`` (every thread's ``children`` list)."""
+    kids = []
+    try:
+        for tid in os.listdir('/proc/%d/task' % pid):
+            with open('/proc/%d/task/%s/children' % (pid, tid)) as handle:
+                kids.extend(int(x) for x in handle.read().split())
+    except (IOError, OSError, ValueError):
+        pass
+    return kids
+
+
+def process_tree_cpu(pid):
+    """CPU seconds of a process and its children: utime+stime (+cutime+cstime of children it waited for) of ``pid``,
+    plus the same of its live descendants. None when ``pid`` is gone."""
+    try:
+        fields = _stat_fields(pid)
+    except (IOError, OSError, IndexError):
+        return None
+    # after the ')': state is fields[0], so utime, stime, cutime, cstime are fields[11:15]
+    ticks = sum(int(x) for x in fields[11:15])
+    total = ticks / float(os.sysconf('SC_CLK_TCK'))
+    for child in _children(pid):
+        total += process_tree_cpu(child) or 0.0
+    return total

@@ -11,6 +11,31 @@ import math
 from pagefusion_dev.convergence import crossing
 
 GIB = 1024.0 ** 3
+OWN = 7  # column of a Trace row with the policy's own process CPU seconds (pagefusiond's; absent or None: none)
+
+
+def own(row):
+    """The policy's own process CPU seconds of a sample row (0 for policies without a process of their own)."""
+    return (row[OWN] or 0.0) if len(row) > OWN else 0.0
+
+
+def own_at(samples, t):
+    """The policy's own CPU seconds at time ``t``, interpolated between the samples around it."""
+    before = None
+    for row in samples:
+        if row[0] >= t:
+            if before is None or row[0] <= before[0]:
+                return own(row)
+            part = (t - before[0]) / (row[0] - before[0])
+            return own(before) + part * (own(row) - own(before))
+        before = row
+    return own(before) if before else 0.0
+
+
+def sample_interval(samples):
+    """The median time between consecutive samples (what the run really sampled at), None with fewer than two."""
+    steps = sorted(b[0] - a[0] for a, b in zip(samples, samples[1:]))
+    return round(steps[(len(steps) - 1) // 2], 3) if steps else None
 
 
 def window(samples, start, end):
@@ -18,30 +43,39 @@ def window(samples, start, end):
     rows = [r for r in samples if start <= r[0] <= end]
     if len(rows) < 2 or rows[-1][0] <= rows[0][0]:
         return None
-    cpu_percent = 100.0 * (rows[-1][3] - rows[0][3]) / (rows[-1][0] - rows[0][0])
+    seconds = rows[-1][0] - rows[0][0]
+    cpu_percent = 100.0 * (rows[-1][3] - rows[0][3]) / seconds
+    daemon = own(rows[-1]) - own(rows[0])
     # time-weighted mean of the saved fraction (samples are not always evenly spaced)
     area = 0.0
     for a, b in zip(rows, rows[1:]):
         area += (b[0] - a[0]) * (a[2] + b[2]) / 2.0
-    return {'cpu_percent': cpu_percent, 'saved_fraction': area / (rows[-1][0] - rows[0][0]),
-            'seconds': rows[-1][0] - rows[0][0], 'cpu_seconds': rows[-1][3] - rows[0][3]}
+    return {'cpu_percent': cpu_percent, 'saved_fraction': area / seconds, 'seconds': seconds,
+            'cpu_seconds': rows[-1][3] - rows[0][3], 'daemon_cpu_seconds': daemon,
+            'daemon_cpu_percent': 100.0 * daemon / seconds, 'total_cpu_percent': cpu_percent + 100.0 * daemon / seconds}
 
 
 def convergence_figures(samples, page_size, cap):
-    """B1's figures of one run: T50, T90 (None when censored at ``cap``), ksmd CPU seconds to T90 and per GiB saved."""
+    """B1's figures of one run: T50, T90 (None when censored at ``cap``), CPU seconds to T90 (ksmd, the policy's own
+    process, their sum) and CPU seconds (the sum) per GiB saved."""
     t50 = crossing(samples, 0.5)
     t90 = crossing(samples, 0.9)
     figures = {'t50': None if t50 is None else t50[0], 't90': None if t90 is None else t90[0],
-               'cpu_t90': None if t90 is None else t90[1], 'cap': cap}
+               'cpu_t90': None if t90 is None else t90[1], 'cap': cap, 'sample_interval': sample_interval(samples)}
     if t90 is not None:
+        daemon = own_at(samples, t90[0])
+        figures.update(daemon_cpu_t90=daemon, total_cpu_t90=t90[1] + daemon)
         at = [r for r in samples if r[0] >= t90[0]]
         saved = at[0][1] if at else samples[-1][1]
-        figures['cpu_per_gib'] = t90[1] / (saved * page_size / GIB) if saved else None
+        figures['cpu_per_gib'] = (t90[1] + daemon) / (saved * page_size / GIB) if saved else None
     else:
         last = samples[-1] if samples else None
-        figures['cpu_per_gib'] = last[3] / (last[1] * page_size / GIB) if last and last[1] else None
+        total = last[3] + own(last) if last else 0.0
+        figures['cpu_per_gib'] = total / (last[1] * page_size / GIB) if last and last[1] else None
         figures['fraction_at_cap'] = last[2] if last else 0.0
         figures['cpu_at_cap'] = last[3] if last else 0.0
+        figures['daemon_cpu_at_cap'] = own(last) if last else 0.0
+        figures['total_cpu_at_cap'] = total
     return figures
 
 

@@ -12,6 +12,7 @@ import time
 
 from pagefusion_dev.daemon_run import DaemonRun
 
+from .kernel import process_tree_cpu
 from .workload import Pressure
 
 KSMTUNED = '/usr/sbin/ksmtuned'
@@ -33,6 +34,10 @@ class Policy(object):
 
     def stop(self):
         pass
+
+    def own_cpu(self):
+        """CPU seconds of the policy's own process (and its children) since it started; None for kernel-only policies."""
+        return None
 
     def describe(self):
         return self.title
@@ -63,6 +68,17 @@ class MaxEffort(Policy):
         kern.write('sleep_millisecs', 0)
         kern.write('pages_to_scan', 30000)
         kern.write('run', 1)
+
+
+class MaxEffortZero(MaxEffort):
+    """KX plus use_zero_pages=1 (pagefusiond sets it too): the control that shows D's zero-page advantage as such."""
+
+    name = 'KX+Z'
+    title = 'maximum effort with zero pages: KX plus use_zero_pages=1'
+
+    def start(self, kern):
+        kern.write('use_zero_pages', 1)
+        MaxEffort.start(self, kern)
 
 
 class Ksmtuned(Policy):
@@ -121,6 +137,7 @@ class Daemon(Policy):
         Policy.__init__(self)
         self.overrides = dict(overrides or {})
         self.run = None
+        self.last_cpu = 0.0
 
     def start(self, kern):
         settings = [('libvirt_uri', '')] + sorted(self.overrides.items())
@@ -128,6 +145,18 @@ class Daemon(Policy):
 
     def log_lines(self):
         return self.run.log_lines() if self.run else []
+
+    @property
+    def pid(self):
+        return self.run.pid if self.run else None
+
+    def own_cpu(self):
+        """The daemon's utime+stime (children included) from /proc/<pid>/stat; after it exited, the last reading."""
+        if self.run is not None:
+            cpu = process_tree_cpu(self.run.pid)
+            if cpu is not None:
+                self.last_cpu = cpu
+        return self.last_cpu
 
     def stop(self):
         if self.run is None:
@@ -142,7 +171,7 @@ class Daemon(Policy):
             raise RuntimeError('pagefusiond exited with %s: %s' % (code, ' | '.join(lines[-5:])))
 
 
-ALL = (KernelDefaults, Advisor, Ksmtuned, KsmtunedPressure, MaxEffort, Daemon)
+ALL = (KernelDefaults, Advisor, Ksmtuned, KsmtunedPressure, MaxEffort, MaxEffortZero, Daemon)
 BY_NAME = dict((cls.name, cls) for cls in ALL)
 ORDER = [cls.name for cls in ALL]
 

@@ -9,9 +9,8 @@ stops growing (its plateau); the largest plateau is the reference the other poli
 
 import time
 
-from pagefusion_dev.convergence import Trace
-
 from . import measure, policies, workload
+from .scenarios import CostTrace
 
 PLATEAU_SECONDS = 4.0
 PLATEAU_GROWTH = 0.002
@@ -25,7 +24,7 @@ def run(kern, policy_name, guests, cap, reference=None, daemon_overrides=None, p
     booted = time.monotonic() - boot
     resident = _resident_pages(load.pids)
     policy = policies.make(policy_name, daemon_overrides)
-    trace = Trace(kern, lambda zero: reference or 1)
+    trace = CostTrace(kern, lambda zero: reference or 1, policy)
     try:
         policy.start(kern)
         rows = trace.samples
@@ -44,12 +43,14 @@ def run(kern, policy_name, guests, cap, reference=None, daemon_overrides=None, p
         progress('  %s: booted in %.1fs, saved %d pages after %.1fs' % (policy_name, booted, trace.samples[-1][1], trace.samples[-1][0]))
     return {'bench': 'realism', 'policy': policy_name, 'guests': guests.number, 'memory_mib': guests.memory_mib,
             'boot_seconds': round(booted, 1), 'resident_pages': resident, 'cap': cap,
-            'raw': [[r[0], r[1], r[3]] for r in trace.samples], 'plateau_pages': trace.samples[-1][1]}
+            'raw': [[r[0], r[1], r[3], r[measure.OWN]] for r in trace.samples], 'plateau_pages': trace.samples[-1][1]}
 
 
 def figures(result, reference, page_size):
     """T50/T90 etc. of a realism run against the reference saving (pages)."""
-    rows = [[t, saved, saved / float(reference), cpu] for t, saved, cpu in result['raw']]
+    # raw rows: t, saved pages, ksmd CPU, own CPU (older results: no own CPU)
+    rows = [[r[0], r[1], r[1] / float(reference), r[2], None, None, None, r[3] if len(r) > 3 else None]
+            for r in result['raw']]
     out = measure.convergence_figures(rows, page_size, result['cap'])
     out['trace'] = [[r[0], round(r[2], 4), r[3]] for r in rows[::3]]
     return out

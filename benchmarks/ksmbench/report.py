@@ -6,7 +6,7 @@
 from . import measure
 from .measure import Censored, median, ratio
 
-ORDER = ('K0', 'KA', 'KT', 'KT+P', 'KX', 'D')
+ORDER = ('K0', 'KA', 'KT', 'KT+P', 'KX', 'KX+Z', 'D')
 
 
 def fmt_seconds(value):
@@ -37,8 +37,21 @@ def _ordered(names):
     return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
+OWN_PROCESS = ('D',)  # policies whose own process CPU is measured (and added to ksmd's)
+
+
+def _total_t90(run):
+    """ksmd + own-process CPU seconds to T90 (results from before the own CPU was measured: ksmd's)."""
+    return run.get('total_cpu_t90', run.get('cpu_t90'))
+
+
+def _total_at_cap(run):
+    return run.get('total_cpu_at_cap', run.get('cpu_at_cap')) or 0.0
+
+
 def b1_medians(runs):
-    """Per (guests, mib, policy): medians of T50, T90, CPU to T90, CPU per GiB; censored where the median run was."""
+    """Per (guests, mib, policy): medians of T50, T90, CPU to T90 (ksmd, daemon, both), CPU per GiB; censored where the
+    median run was."""
     cells = {}
     for run in runs:
         cells.setdefault((run['guests'], run['mib'], run['policy']), []).append(run)
@@ -47,12 +60,15 @@ def b1_medians(runs):
         caps = [r['cap'] for r in group]
         t90 = median([r['t90'] for r in group], caps)
         censored = isinstance(t90, Censored)
+        own = key[2] in OWN_PROCESS
         out[key] = {
             'runs': len(group),
             't50': median([r['t50'] for r in group], caps),
             't90': t90,
             # CPU to T90 of a censored run is at least what it used until the cap
             'cpu_t90': median([r['cpu_t90'] for r in group], [r.get('cpu_at_cap') or 0.0 for r in group]),
+            'daemon_cpu_t90': _own_median(group, 'daemon_cpu_at_cap') if own else None,
+            'total_cpu_t90': median([_total_t90(r) for r in group], [_total_at_cap(r) for r in group]),
             'cpu_per_gib': None if censored else median([r['cpu_per_gib'] for r in group]),
             # finished runs have no fraction_at_cap: the median of the runs stopped at the cap
             'fraction_at_cap': median([r['fraction_at_cap'] for r in group if r['t90'] is None]) if censored else None,
@@ -61,53 +77,76 @@ def b1_medians(runs):
     return out
 
 
+def _own_median(group, at_cap):
+    """Median own-process CPU to T90; None when the runs did not measure it (results from before it was)."""
+    if not all('daemon_cpu_t90' in r for r in group):
+        return None
+    return median([r['daemon_cpu_t90'] for r in group], [r.get(at_cap) or 0.0 for r in group])
+
+
 def _median_run(group):
     key = [(r['t90'] is None, r['t90'] if r['t90'] is not None else r['cap']) for r in group]
     order = sorted(range(len(group)), key=lambda i: key[i])
     return group[order[(len(group) - 1) // 2]]
 
 
+def _own(value, digits=2, policy=None):
+    """The own-process column: '-' for policies without one, 'n/a' where D's was not measured."""
+    if value is None:
+        return 'n/a' if policy in OWN_PROCESS else '-'
+    return fmt_number(value, digits)
+
+
 def b1_table(medians, guests, mib):
     names = _ordered(p for (g, m, p) in medians if (g, m) == (guests, mib))
     row = medians.get
-    kx, k0 = row((guests, mib, 'KX')), row((guests, mib, 'K0'))
-    lines = ['| policy | T50 | T90 | ksmd CPU-s to T90 | CPU-s per GiB saved | T90 vs KX | T90 vs K0 | CPU to T90 vs KX | '
-             'CPU to T90 vs K0 | runs |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    kx, kxz = row((guests, mib, 'KX')), row((guests, mib, 'KX+Z'))
+    lines = ['| policy | T50 | T90 | ksmd CPU-s to T90 | daemon CPU-s to T90 | ksmd+daemon CPU-s to T90 | CPU-s per GiB saved | '
+             'T90 vs KX | T90 vs KX+Z | CPU to T90 vs KX | runs |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for name in names:
         cell = row((guests, mib, name))
         extra = ''
         if cell['fraction_at_cap'] is not None:
             extra = ' (%.0f%% saved at the cap)' % (100 * cell['fraction_at_cap'])
-        lines.append('| %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %d |' % (
+        lines.append('| %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %d |' % (
             name, fmt_seconds(cell['t50']), fmt_seconds(cell['t90']), extra, fmt_number(cell['cpu_t90']),
-            fmt_number(cell['cpu_per_gib']),
-            fmt_ratio(ratio(cell['t90'], kx and kx['t90'])), fmt_ratio(ratio(cell['t90'], k0 and k0['t90'])),
-            fmt_ratio(ratio(cell['cpu_t90'], kx and kx['cpu_t90'])), fmt_ratio(ratio(cell['cpu_t90'], k0 and k0['cpu_t90'])),
-            cell['runs']))
+            _own(cell['daemon_cpu_t90'], 2, name), fmt_number(cell['total_cpu_t90']), fmt_number(cell['cpu_per_gib']),
+            fmt_ratio(ratio(cell['t90'], kx and kx['t90'])), fmt_ratio(ratio(cell['t90'], kxz and kxz['t90'])),
+            fmt_ratio(ratio(cell['total_cpu_t90'], kx and kx['total_cpu_t90'])), cell['runs']))
     return '\n'.join(lines)
+
+
+def phase_cpu(run, phase, key='total_cpu_percent'):
+    """A B2 phase's CPU percent of one core: ksmd + own process (``total_cpu_percent``), ksmd's, or the daemon's."""
+    if not run or not run.get(phase):
+        return None
+    window = run[phase]
+    if key == 'total_cpu_percent':
+        return window.get(key, window['cpu_percent'])
+    return window.get(key)
 
 
 def b2_table(runs):
     by = dict((r['policy'], r) for r in runs)
-    kx, k0 = by.get('KX'), by.get('K0')
-
-    def cpu(run, phase):
-        return run[phase]['cpu_percent'] if run and run.get(phase) else None
-
-    lines = ['| policy | idle: ksmd CPU % | idle: saved (counters / real) | churn: ksmd CPU % | churn: saved (counters / real) | '
-             'idle CPU vs KX | idle CPU vs K0 | churn CPU vs KX | churn CPU vs K0 | saved vs KX (churn, real) |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    kx = by.get('KX')
+    lines = ['| policy | idle: ksmd CPU % | idle: daemon CPU % | idle: saved (counters / real) | churn: ksmd CPU % | '
+             'churn: daemon CPU % | churn: saved (counters / real) | idle CPU vs KX | churn CPU vs KX | '
+             'saved vs KX (churn, real) |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for name in _ordered(by):
         run = by[name]
+        own = name in OWN_PROCESS
         lines.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
-            name, fmt_number(cpu(run, 'idle'), 3), _pct(run, 'idle'), fmt_number(cpu(run, 'churn'), 3), _pct(run, 'churn'),
-            fmt_ratio(ratio(cpu(run, 'idle'), cpu(kx, 'idle'))), fmt_ratio(ratio(cpu(run, 'idle'), cpu(k0, 'idle'))),
-            fmt_ratio(ratio(cpu(run, 'churn'), cpu(kx, 'churn'))), fmt_ratio(ratio(cpu(run, 'churn'), cpu(k0, 'churn'))),
-            fmt_ratio(ratio(_saved(run, 'churn'), _saved(kx, 'churn')))))
+            name, fmt_number(phase_cpu(run, 'idle', 'cpu_percent'), 3),
+            _own(phase_cpu(run, 'idle', 'daemon_cpu_percent') if own else None, 3, name), _pct(run, 'idle'),
+            fmt_number(phase_cpu(run, 'churn', 'cpu_percent'), 3),
+            _own(phase_cpu(run, 'churn', 'daemon_cpu_percent') if own else None, 3, name), _pct(run, 'churn'),
+            fmt_ratio(ratio(phase_cpu(run, 'idle'), phase_cpu(kx, 'idle'))),
+            fmt_ratio(ratio(phase_cpu(run, 'churn'), phase_cpu(kx, 'churn'))),
+            fmt_ratio(ratio(saved(run, 'churn'), saved(kx, 'churn')))))
     return '\n'.join(lines)
 
 
-def _saved(run, phase):
+def saved(run, phase):
     """The real saving (Rss - Pss) of a B2 phase when it was measured, else what ksmd's counters said."""
     if not run or not run.get(phase):
         return None
@@ -132,90 +171,45 @@ def b3_medians(runs):
         caps = [r['cap'] for r in group]
         out[name] = {'runs': len(group), 't90': median([r['t90'] for r in group], caps),
                      'cpu_t90': median([r['cpu_t90'] for r in group], [r['cpu_at_end'] for r in group]),
+                     'daemon_cpu_t90': _own_median(group, 'daemon_cpu_at_end') if name in OWN_PROCESS else None,
+                     'total_cpu_t90': median([_total_t90(r) for r in group],
+                                             [r.get('total_cpu_at_end', r['cpu_at_end']) for r in group]),
                      'fraction_at_end': median([r['fraction_at_end'] for r in group])}
     return out
 
 
 def b3_table(medians):
-    kx, k0 = medians.get('KX'), medians.get('K0')
-    lines = ["| policy | newcomer's T90 | ksmd CPU-s until then | T90 vs KX | T90 vs K0 | CPU vs KX | CPU vs K0 | runs |",
-             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    kx, kxz = medians.get('KX'), medians.get('KX+Z')
+    lines = ["| policy | newcomer's T90 | ksmd CPU-s until then | daemon CPU-s until then | T90 vs KX | T90 vs KX+Z | "
+             "CPU (ksmd+daemon) vs KX | runs |", '|---|---:|---:|---:|---:|---:|---:|---:|']
     for name in _ordered(medians):
         cell = medians[name]
         extra = ''
         if isinstance(cell['t90'], Censored):
             extra = ' (%.0f%% merged at the cap)' % (100 * cell['fraction_at_end'])
         lines.append('| %s | %s%s | %s | %s | %s | %s | %s | %d |' % (
-            name, fmt_seconds(cell['t90']), extra, fmt_number(cell['cpu_t90']),
-            fmt_ratio(ratio(cell['t90'], kx and kx['t90'])), fmt_ratio(ratio(cell['t90'], k0 and k0['t90'])),
-            fmt_ratio(ratio(cell['cpu_t90'], kx and kx['cpu_t90'])), fmt_ratio(ratio(cell['cpu_t90'], k0 and k0['cpu_t90'])),
-            cell['runs']))
+            name, fmt_seconds(cell['t90']), extra, fmt_number(cell['cpu_t90']), _own(cell['daemon_cpu_t90'], 2, name),
+            fmt_ratio(ratio(cell['t90'], kx and kx['t90'])), fmt_ratio(ratio(cell['t90'], kxz and kxz['t90'])),
+            fmt_ratio(ratio(cell['total_cpu_t90'], kx and kx['total_cpu_t90'])), cell['runs']))
     return '\n'.join(lines)
 
 
-def _at_most(r, limit):
-    """True/False when the ratio ``r`` (a measure.ratio pair) is decided to be <= ``limit``, None when a bound leaves it open."""
-    if r is None:
-        return None
-    sign, value = r
-    if sign == '<':
-        return True if value <= limit else None
-    if sign == '>':
-        return False if value >= limit else None
-    return value <= limit
-
-
-def _at_least(r, limit):
-    """True/False when ``r`` is decided to be >= ``limit``, None when open. A '>' bound within 0.5% of the limit
-    counts (slow policies are capped at cap_factor times D's median T90, so a capped median gives that bound)."""
-    if r is None:
-        return None
-    sign, value = r
-    if sign == '>':
-        return True if value >= limit * 0.995 else None
-    if sign == '<':
-        return False if value <= limit else None
-    return value >= limit
-
-
-def checks(b1, b2_runs, b1_sizes):
-    """BENCHMARKS.md "What good looks like", one line each: (ok or None when unknown, text)."""
-    out = []
-    for guests, mib in b1_sizes:
-        d, kx = b1.get((guests, mib, 'D')), b1.get((guests, mib, 'KX'))
-        if d and kx:
-            r = ratio(d['t90'], kx['t90'])
-            ok = _at_most(r, 1.5)
-            out.append((ok, 'N=%d G=%d MiB: D reaches T90 within 1.5x of KX: D/KX = %s' % (guests, mib, fmt_ratio(r))))
-        for slow in ('K0', 'KA', 'KT', 'KT+P'):
-            cell = b1.get((guests, mib, slow))
-            if d and cell:
-                r = ratio(cell['t90'], d['t90'])
-                ok = _at_least(r, 10)
-                out.append((ok, 'N=%d G=%d MiB: D reaches T90 at least 10x sooner than %s: %s/D = %s' % (
-                    guests, mib, slow, slow, fmt_ratio(r))))
-    by = dict((r['policy'], r) for r in b2_runs)
-    if 'D' in by and 'KA' in by:
-        for phase in ('idle', 'churn'):
-            d, ka = by['D'].get(phase), by['KA'].get(phase)
-            if d and ka:
-                out.append((d['cpu_percent'] <= ka['cpu_percent'] * 1.05 + 0.01,
-                            'B2 %s: D uses no more ksmd CPU than KA: %.3f%% vs %.3f%%' % (phase, d['cpu_percent'], ka['cpu_percent'])))
-    if 'D' in by and 'KX' in by and b1_sizes:
-        size = b1_sizes[0]
-        d1, kx1 = b1.get(size + ('D',)), b1.get(size + ('KX',))
-        if d1 and kx1 and all(by[p].get('idle') and by[p].get('churn') for p in ('D', 'KX')):
-            total = dict((p, float(c['cpu_t90']) + by[p]['idle']['cpu_seconds'] + by[p]['churn']['cpu_seconds'])
-                         for p, c in (('D', d1), ('KX', kx1)))
-            share = total['D'] / total['KX'] if total['KX'] else None
-            ok = share is not None and share <= 0.1
-            # a censored CPU to T90 is a lower bound: D's can undo "met", KX's can undo "missed"
-            if (ok and isinstance(d1['cpu_t90'], Censored)) or (not ok and share is not None and isinstance(kx1['cpu_t90'], Censored)):
-                ok = None
-            out.append((ok,
-                        'B1+B2 (N=%d G=%d MiB): D spends a small fraction of KX\'s ksmd CPU: %.1f vs %.1f CPU-s (%.1f%%)' % (
-                            size[0], size[1], total['D'], total['KX'], 100 * (share or 0))))
-    return out
+def b5_table(runs):
+    """One row per N: the daemon's own CPU (converging, idle), ksmd's in the same idle window, newcomer detection."""
+    lines = ['| N guests | converged in | daemon CPU-s to converge | idle: daemon CPU % | idle: ksmd CPU % | '
+             'newcomer detected after | daemon idle CPU vs smallest N |', '|---|---:|---:|---:|---:|---:|---:|']
+    base = None
+    for run in sorted(runs, key=lambda r: r['guests']):
+        idle = run.get('idle') or {}
+        daemon = idle.get('daemon_cpu_percent')
+        base = daemon if base is None else base
+        detect = run.get('detect_seconds')
+        lines.append('| %d | %s | %s | %s | %s | %s | %s |' % (
+            run['guests'], fmt_seconds(run['converge_seconds']) + ('' if run.get('converged') else ' (not converged)'),
+            fmt_number(run.get('converge_daemon_cpu_seconds')), fmt_number(daemon, 3), fmt_number(idle.get('cpu_percent'), 3),
+            'not within %.0f s' % run['detect_cap'] if detect is None else fmt_seconds(detect),
+            fmt_ratio(ratio(daemon, base))))
+    return '\n'.join(lines)
 
 
 def plot(path, b1_runs, b1_sizes, realism_runs=None, b2_runs=None, long_runs=None):
@@ -233,11 +227,14 @@ def plot(path, b1_runs, b1_sizes, realism_runs=None, b2_runs=None, long_runs=Non
         series.update((p, medians[size + (p,)]['median_run']['trace']) for p in ('KX', 'D') if size + (p,) in medians)
         panels.append(('B1, N=%d, G=%d MiB: slow policies run to the end (one run each)' % size, series))
     if realism_runs:
-        panels.append(('realism: %d TCG guests' % realism_runs[0]['guests'], dict((r['policy'], r['trace']) for r in realism_runs)))
+        median_runs = dict((p, c['median_run']['trace']) for (g, m, p), c in b1_medians(realism_runs).items())
+        panels.append(('realism: %d real TCG guests of %d MiB, saved %% of the largest plateau KX/KX+Z reached (median run)' % (
+            realism_runs[0]['guests'], realism_runs[0]['mib']), median_runs))
     if b2_runs:
         panels.append(('B2 steady: idle, then churn (N=%d, G=%d MiB); real saving (Rss - Pss)' % (b2_runs[0]['guests'], b2_runs[0]['mib']),
                        dict((r['policy'], r.get('actual') or r['trace']) for r in b2_runs)))
-    colours = {'K0': '#7f7f7f', 'KA': '#9467bd', 'KT': '#8c564b', 'KT+P': '#e377c2', 'KX': '#d62728', 'D': '#1f77b4'}
+    colours = {'K0': '#7f7f7f', 'KA': '#9467bd', 'KT': '#8c564b', 'KT+P': '#e377c2', 'KX': '#d62728', 'KX+Z': '#ff7f0e',
+               'D': '#1f77b4'}
     columns = 1 if len(panels) == 1 else 2
     rows = (len(panels) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(6 * columns + (1 if columns == 1 else 0), 4.2 * rows), squeeze=False)
@@ -261,10 +258,10 @@ def plot(path, b1_runs, b1_sizes, realism_runs=None, b2_runs=None, long_runs=Non
         axis.legend(fontsize=8, loc='upper left')
     for index in range(len(panels), rows * columns):
         axes[index // columns][index % columns].axis('off')
-    fig.suptitle('pagefusiond (D) against K0, KA, KT and KX: saved fraction over time (median run per policy)')
+    fig.suptitle('pagefusiond (D) against the kernel policies: saved fraction over time (median run per policy)')
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-__all__ = ['b1_medians', 'b1_table', 'b2_table', 'b3_medians', 'b3_table', 'checks', 'plot', 'measure']
+__all__ = ['b1_medians', 'b1_table', 'b2_table', 'b3_medians', 'b3_table', 'b5_table', 'plot', 'measure']

@@ -16,6 +16,21 @@ SAMPLE_SECONDS = 0.05
 CONVERGED = 0.99
 
 
+class CostTrace(Trace):
+    """A Trace whose rows also carry the policy's own process CPU seconds (column measure.OWN; None for kernel-only
+    policies): pagefusiond's CPU is counted next to ksmd's."""
+
+    def __init__(self, kern, achievable, policy):
+        Trace.__init__(self, kern, achievable)
+        self.policy = policy
+
+    def sample(self):
+        row = Trace.sample(self)
+        cpu = self.policy.own_cpu()
+        row.append(None if cpu is None else round(cpu, 4))
+        return row
+
+
 def _trace_until(trace, seconds, stop_when=None, every=SAMPLE_SECONDS, progress=None, actual=None):
     """Sample every ``every`` seconds for up to ``seconds`` (since the trace's t0), or until ``stop_when(row)``.
 
@@ -55,7 +70,7 @@ def b1(kern, policy_name, guests, mib, cap, daemon_overrides=None, progress=None
         session.prepare()
         if session.pressure:
             result['pressure'] = session.pressure.describe()
-        trace = Trace(kern, load.achievable)
+        trace = CostTrace(kern, load.achievable, policy)
         session.start()
         tail = []
 
@@ -90,7 +105,7 @@ def b2(kern, policy_name, guests, mib, phase_seconds, churn_share, s_hits, conve
             result['fast_forward_seconds'] = round(took, 2)
             result['fast_forward_converged'] = done
         session.prepare()
-        trace = Trace(kern, load.achievable)
+        trace = CostTrace(kern, load.achievable, policy)
         session.start()
         converged = _trace_until(trace, converge_cap, lambda row: row[2] >= CONVERGED, every=0.1)
         result['converged'] = converged
@@ -113,6 +128,8 @@ def b2(kern, policy_name, guests, mib, phase_seconds, churn_share, s_hits, conve
         kern.reset()
     result['idle'] = measure.window(trace.samples, start, middle)
     result['churn'] = measure.window(trace.samples, middle, end)
+    result['sample_interval'] = {'converge': measure.sample_interval([r for r in trace.samples if r[0] <= start]),
+                                 'phases': measure.sample_interval([r for r in trace.samples if r[0] >= start])}
     # the saving that is really there (Rss - Pss), next to what ksmd's counters say
     achievable = float(load.achievable(True))
     rows = [[t, pages, pages / achievable, 0.0] for t, pages in actual]
@@ -138,21 +155,22 @@ def b3(kern, policy_name, mib, cap, settle_seconds, converge_cap, fast_forward, 
         if fast_forward:
             _fast_forward(kern, load, converge_cap)
         session.prepare()
-        trace = Trace(kern, load.achievable)
+        trace = CostTrace(kern, load.achievable, policy)
         session.start()
         result['converged'] = _trace_until(trace, converge_cap, lambda row: row[2] >= CONVERGED, every=0.1)
         workload.wait(settle_seconds)
         newcomer.start()
         own = float(newcomer.own_mergeable())
         pid = newcomer.pids[0]
-        cpu0 = kern.cpu()
+        cpu0, own0 = kern.cpu(), policy.own_cpu() or 0.0
         t0 = time.monotonic()
         samples = []
         while True:
             stat = kernel.process_ksm(pid) or {}
             merged = (stat.get('merging_pages') or 0) + (stat.get('zero_pages') or 0)
             now = time.monotonic() - t0
-            samples.append([round(now, 3), merged, merged / own, round(kern.cpu() - cpu0, 4)])
+            daemon = (policy.own_cpu() or 0.0) - own0
+            samples.append([round(now, 3), merged, merged / own, round(kern.cpu() - cpu0, 4), None, None, None, round(daemon, 4)])
             if merged >= 0.9 * own or now >= cap:
                 break
             time.sleep(SAMPLE_SECONDS)
@@ -161,13 +179,22 @@ def b3(kern, policy_name, mib, cap, settle_seconds, converge_cap, fast_forward, 
         session.close()
         load.stop()
         kern.reset()
-    hit = measure.crossing(samples, 0.9)
-    result['t90'] = None if hit is None else hit[0]
-    result['cpu_t90'] = None if hit is None else hit[1]
-    result['fraction_at_end'] = samples[-1][2]
-    result['cpu_at_end'] = samples[-1][3]
+    result.update(newcomer_figures(samples))
     result['newcomer_pages'] = int(own)
     return result
+
+
+def newcomer_figures(samples):
+    """B3's figures from the newcomer's samples (t, merged, fraction, ksmd CPU, ..., own CPU): T90 and the CPU until then."""
+    hit = measure.crossing(samples, 0.9)
+    last = samples[-1]
+    out = {'t90': None, 'cpu_t90': None, 'daemon_cpu_t90': None, 'total_cpu_t90': None,
+           'fraction_at_end': last[2], 'cpu_at_end': last[3], 'daemon_cpu_at_end': measure.own(last),
+           'total_cpu_at_end': last[3] + measure.own(last), 'sample_interval': measure.sample_interval(samples)}
+    if hit is not None:
+        daemon = measure.own_at(samples, hit[0])
+        out.update(t90=hit[0], cpu_t90=hit[1], daemon_cpu_t90=daemon, total_cpu_t90=hit[1] + daemon)
+    return out
 
 
 def _thin(samples, every=0.05, log_spaced=True):

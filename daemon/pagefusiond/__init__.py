@@ -24,16 +24,18 @@ Phases (``state.json`` ``phase``):
 * ``settle``: same rate; each full pass is compared with the one before; after ``settle_passes``
   passes that added less than ``settle_threshold_percent`` of the mergeable pages to the saving,
   the daemon goes steady.
-* ``steady``: a slow maintenance rate (one pass per ``steady_pass_seconds`` at most
-  ``steady_max_cpu_percent``), or the kernel's scan-time advisor with those targets
-  (``steady_mode = advisor``).
+* ``steady``: a maintenance rate set by how fast writes break sharing (``cow_ksm``): one pass per
+  ``steady_quiet_pass_seconds`` while nothing breaks it, faster under churn so that at most
+  ``steady_loss_percent`` of the saving waits for ksmd, within ``steady_max_cpu_percent`` (ksmd and
+  the daemon together); or the kernel's scan-time advisor (``steady_mode = advisor``).
 
 Modules, one concern each:
 
 * ``config``: the configuration keys, their defaults and checks, the INI file;
 * ``watcher``: which processes have mergeable memory, and how much;
 * ``phases``: the phase machine (pure: an observation in, the next phase and its reason out);
-* ``meter``: ksmd's CPU use and its cost per scanned page;
+* ``meter``: ksmd's CPU use and its cost per scanned page, and the daemon's own CPU;
+* ``realsaving``: the rate of broken sharing (steady pass time) and the real saving (Rss - Pss);
 * ``rates``: the knob values each phase wants (the rate model);
 * ``snapshot``: the host's KSM knobs from before the daemon started, and putting them back;
 * ``controller``: one control step: observe, decide, plan, apply, report;

@@ -11,9 +11,9 @@ importable before it hands over to :func:`pagefusiond.cli.main`:
 * the package itself, by its name: the directory that holds the package directory goes first
   on ``sys.path`` (and the package directory goes off it, so that its modules are not also
   importable as top-level modules);
-* the collection's ``_ksm.py``, ``_daemon_state.py`` and ``_unmerge_fit.py`` (imported in :mod:`.collection` only):
+* the collection's ``_ksm.py``, ``_daemon_state.py``, ``_unmerge_fit.py`` and ``_thp.py`` (imported in :mod:`.collection` only):
   installed by the role ``pagefusion.core.host_daemon``, they sit next to the package
-  (``/usr/lib/pagefusiond/{pagefusiond/,_ksm.py,_daemon_state.py,_unmerge_fit.py}``); in a checkout of the
+  (``/usr/lib/pagefusiond/{pagefusiond/,_ksm.py,_daemon_state.py,_unmerge_fit.py,_thp.py}``); in a checkout of the
   collection they are in ``../plugins/module_utils`` seen from ``daemon/``.
 """
 
@@ -23,7 +23,7 @@ import importlib
 import os
 import sys
 
-COLLECTION_FILES = ('_ksm.py', '_daemon_state.py', '_unmerge_fit.py')
+COLLECTION_FILES = ('_ksm.py', '_daemon_state.py', '_unmerge_fit.py', '_thp.py')
 
 
 def _find_collection_modules(parent):

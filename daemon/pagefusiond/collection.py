@@ -13,10 +13,11 @@ module_utils; run by the launcher (``__main__.py``), they are top-level modules 
 from __future__ import annotations
 
 try:
-    from ansible_collections.pagefusion.core.plugins.module_utils import _daemon_state, _ksm, _unmerge_fit
+    from ansible_collections.pagefusion.core.plugins.module_utils import _daemon_state, _ksm, _thp, _unmerge_fit
 except ImportError:  # run by the launcher: __main__.py put their directory on sys.path
     import _daemon_state  # type: ignore[no-redef]
     import _ksm  # type: ignore[no-redef]
+    import _thp  # type: ignore[no-redef]
     import _unmerge_fit  # type: ignore[no-redef]
 
-__all__ = ['_daemon_state', '_ksm', '_unmerge_fit']
+__all__ = ['_daemon_state', '_ksm', '_thp', '_unmerge_fit']

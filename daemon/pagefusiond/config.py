@@ -47,6 +47,8 @@ class Option(object):
             return 'an absolute path, or empty to switch it off' if self.default == '' or self.name == 'metrics_path' else 'an absolute path'
         if self.kind == 'str':
             return 'any text (empty switches it off)'
+        if self.kind == 'keep_or_int':
+            return 'keep, or an integer from %s to %s' % (self.minimum, self.maximum)
         kind = 'an integer' if self.kind == 'int' else 'a number'
         return '%s from %s to %s' % (kind, fmt_number(self.minimum), fmt_number(self.maximum))
 
@@ -73,9 +75,11 @@ class Option(object):
             return text
         if self.kind == 'str':
             return str(text)
+        if self.kind == 'keep_or_int' and text == 'keep':
+            return text
         if isinstance(text, bool):
             raise ValueError(text)
-        value = int(text) if self.kind == 'int' else float(text)
+        value = int(text) if self.kind in ('int', 'keep_or_int') else float(text)
         if math.isnan(value) or value < self.minimum or value > self.maximum:
             raise ValueError(text)
         return value
@@ -99,8 +103,15 @@ def fmt_number(number):
 
 OPTIONS = dict((o.name, o) for o in (
     Option('interval', 'float', 2.0, 'seconds between control steps in the idle and steady phases', 0.1, 3600.0),
-    Option('watch_interval', 'float', 0.5,
+    Option('watch_interval', 'float', 0.25,
            'between those steps, seconds between cheap looks for new mergeable processes (0: off)', 0.0, 3600.0),
+    Option('process_watch', 'choice', 'counters',
+           "what a cheap look reads: 'counters' (the kernel's last pid and anonymous memory, then the processes only "
+           "when those moved) or 'poll' (the known processes' sizes and every new pid, each time)",
+           choices=('counters', 'poll')),
+    Option('sweep_interval', 'float', 30.0,
+           'seconds between full looks at every process in the idle and steady phases (the safety net for memory '
+           'marked mergeable later); a wake-up or growth spotted in between looks at once', 1.0, 86400.0),
     Option('boost_interval', 'float', 0.25, 'seconds between control steps in the boost and settle phases', 0.05, 60.0),
     Option('boost_pass_seconds', 'float', 0.1, 'seconds one full pass over the mergeable pages should take while boosting', 0.1, 3600.0),
     Option('boost_sleep_millisecs', 'int', 5, 'sleep_millisecs while boosting', 0, 1000),
@@ -113,14 +124,29 @@ OPTIONS = dict((o.name, o) for o in (
            'a full scan is quiet when the saving grew by less than this percent of the mergeable pages', 0.0, 100.0),
     Option('steady_mode', 'choice', 'rate', "'rate' (the daemon's own slow rate) or 'advisor' (the kernel's scan-time advisor)",
            choices=('rate', 'advisor')),
-    Option('steady_pass_seconds', 'float', 60.0, 'seconds one full pass should take in the steady phase', 1.0, 86400.0),
+    Option('steady_pass_seconds', 'float', 60.0,
+           'seconds one full pass should take in the steady phase on kernels that do not count broken sharing '
+           '(no cow_ksm in /proc/vmstat)', 1.0, 86400.0),
+    Option('steady_quiet_pass_seconds', 'float', 900.0,
+           'seconds one full steady pass takes while no write breaks sharing (cow_ksm still)', 1.0, 86400.0),
+    Option('steady_min_pass_seconds', 'float', 2.0, 'fastest steady pass, in seconds, however fast writes break sharing', 0.1, 86400.0),
+    Option('steady_loss_percent', 'float', 0.5,
+           'share of the saving that writes may have broken before ksmd merges it again; sets the steady pass time '
+           'from the rate of broken sharing (cow_ksm)', 0.01, 100.0),
+    Option('real_saving_interval', 'float', 30.0,
+           'seconds between samples of the real saving (smaps_rollup of the mergeable processes); 0: never', 0.0, 86400.0),
     Option('steady_sleep_millisecs', 'int', 100, 'sleep_millisecs in the steady phase', 1, 10000),
-    Option('steady_max_cpu_percent', 'float', 2.0, 'ksmd CPU budget in the steady phase, percent of one core', 0.1, 100.0),
+    Option('steady_max_cpu_percent', 'float', 2.0,
+           'CPU budget of ksmd and pagefusiond together in the steady phase, percent of one core', 0.1, 100.0),
     Option('steady_min_pages_to_scan', 'int', 16, 'lowest pages_to_scan in the steady phase', 1, 100000),
     Option('new_memory_threshold_mib', 'float', 32.0, 'growth of mergeable memory (MiB) that starts a boost', 0.0, 1048576.0),
     Option('idle_stop', 'bool', True, 'stop ksmd (run=0, pages stay merged) while nothing is mergeable'),
     Option('use_zero_pages', 'choice', 'true', "'true' or 'false' to set KSM use_zero_pages, 'keep' to leave it alone",
            choices=('true', 'false', 'keep')),
+    Option('thp_max_ptes_none', 'keep_or_int', 0,
+           "khugepaged max_ptes_none while the daemon runs (put back when it stops, with restore_on_exit); 0 keeps "
+           "khugepaged from turning zero pages back into huge pages (docs/thp-and-ksm-zero-pages.md); 'keep' "
+           "leaves it alone", 0, 511),
     Option('restore_on_exit', 'bool', True, "put back the host's KSM settings from before the daemon started when it stops"),
     Option('unmerge_on_restore', 'bool', False,
            'when the settings put back need all pages unmerged (run=2, merge_across_nodes, max_page_sharing), unmerge, but '

@@ -14,6 +14,7 @@ from .collection import _ksm
 from .meter import KsmdMeter
 from .phases import Observation, PhaseMachine
 from .rates import RateModel
+from .realsaving import SharingMonitor, steady_pass_seconds
 from .snapshot import KnobSnapshot, knob_text
 from .vms import QEMU_RUN_DIRS, VmDirectory, sharing_tenants
 from .watcher import ProcessWatcher
@@ -37,18 +38,24 @@ class Controller(object):
     def __init__(self, config, ksm, watcher=None, clock=time.monotonic, wall=time.time, log=None, snapshot_path=None):
         self.config = config
         self.ksm = ksm
-        self.watcher = watcher if watcher is not None else ProcessWatcher(ksm.proc_root, ksm.page_size)
+        self.watcher = watcher if watcher is not None else ProcessWatcher(ksm.proc_root, ksm.page_size,
+                                                                          config['process_watch'])
         self.clock = clock
         self.wall = wall
         self.log = log or (lambda message: None)
         self.phases = PhaseMachine(ksm.page_size)
         self.meter = KsmdMeter(ksm)
         self.rates = RateModel()
+        self.sharing = SharingMonitor(ksm.proc_root, ksm.page_size)  # broken sharing (steady rate), real saving
+        self.steady_pass = config['steady_pass_seconds']
         self.snapshot = KnobSnapshot(ksm, snapshot_path, self.log, self.error_once, wall, config=lambda: self.config)
         # libvirt's status files describe the real /proc's processes only (not a test's /proc).
         self.vms = VmDirectory(ksm.proc_root, QEMU_RUN_DIRS if ksm.proc_root == _ksm.DEFAULT_PROC_ROOT else ())
         self.since = None
         self.wake_reason = None
+        self.procs = None  # the last full look at the processes
+        self.swept = None  # when it was taken (monotonic)
+        self.watch_sources = []  # what wakes the daemon between steps (set by the service; in the state file)
         self.errors = set()
         self.last_error = None
         self.state = None
@@ -102,13 +109,19 @@ class Controller(object):
         self.decide(observation)
         wanted = self.plan(data['knobs'], observation)
         knobs_after = self.apply(data['knobs'], wanted)
+        if self.phase != 'boost':
+            # After the knobs are written, and never while boosting: the sample walks every guest's page tables
+            # (about 5 ms of CPU per GiB), which would delay the first boost write and compete with ksmd.
+            self.sharing.sample_when_due(now, self.wall(), procs['processes'], self.config['real_saving_interval'],
+                                         data['saved_pages'])
         return self.report(data, knobs_after, observation, procs)
 
     def observe(self, now, data):
         """Measure ksmd, scan the processes; returns the phase machine's :class:`Observation` and the scan."""
         counters = data['counters']
         self.meter.measure(now, counters)
-        procs = self.watcher.scan()
+        procs = self.look(now)
+        self.sharing.measure_breaks(now)
         for note in sorted(getattr(self.watcher, 'notes', ())):
             self.error_once(note)
         tracked = rmap_items(counters)
@@ -128,6 +141,18 @@ class Controller(object):
         self.wake_reason = None
         return observation, procs
 
+    def look(self, now):
+        """The processes: a full scan while boosting or settling, when woken, and every ``sweep_interval`` in the
+        idle and steady phases; in between, the last scan (the cheap looks of :meth:`spot` wake the daemon when
+        new mergeable memory appears, so a steady host does not read every process's ksm_stat each step)."""
+        due = (self.procs is None or self.wake_reason is not None or self.phase not in ('idle', 'steady')
+               or now - self.swept >= self.config['sweep_interval']
+               or not (self.watcher.available and self.watcher.exact))  # only a scan sees processes there
+        if due:
+            self.procs, self.swept = self.watcher.scan(), now
+            return self.procs
+        return dict(self.procs, new=[])
+
     def decide(self, observation):
         """Run the phase machine; log its transitions and start the rate model afresh on each."""
         decision = self.phases.decide(observation, self.config)
@@ -141,7 +166,8 @@ class Controller(object):
 
     def plan(self, knobs, observation):
         """The knob values the current phase wants."""
-        return self.rates.wanted_knobs(self.config, self.phase, knobs, observation.estimate, self.meter)
+        self.steady_pass = steady_pass_seconds(self.config, self.sharing.breaks_per_second, observation.saved)
+        return self.rates.wanted_knobs(self.config, self.phase, knobs, observation.estimate, self.meter, self.steady_pass)
 
     def apply(self, knobs, wanted):
         """Write what differs between ``knobs`` and ``wanted``; returns the knobs as they are afterwards."""
@@ -161,6 +187,7 @@ class Controller(object):
     def report(self, data, knobs, observation, procs):
         """Keep and return the state dict of this step."""
         self.state = self.make_state(data, knobs, observation.estimate, procs)
+        self.state.update(self.sharing.state_fields(self.steady_pass))
         meter = self.meter
         self.debug('step: phase=%s pages_to_scan=%s sleep_millisecs=%s ksmd_cpu=%s%% cost/page=%s saved=%d full_scans=%d estimate=%d' % (
             self.phase, knobs.get('pages_to_scan'), knobs.get('sleep_millisecs'), self.state['ksmd_cpu_percent'],
@@ -191,6 +218,7 @@ class Controller(object):
             'mergeable_bytes_estimate': estimate * size,
             'mergeable_processes': len(procs['processes']),
             'boosts': self.phases.boosts,
+            'watch_sources': list(self.watch_sources),
             'vms': vms,
             'sharing_tenants': sharing_tenants(vms),
             'daemon_cpu_seconds': round(sum(os.times()[:2]), 3),

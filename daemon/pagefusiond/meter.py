@@ -2,9 +2,14 @@
 # Copyright: (c) 2026, pagefusion.core contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The ksmd CPU meter: how much CPU ksmd used since the last step, and what a scanned page costs."""
+"""The ksmd CPU meter: how much CPU ksmd used since the last step, what a scanned page costs, and the daemon's own CPU."""
 
 from __future__ import annotations
+
+from .collection import _ksm
+
+# Smoothing of the daemon's own CPU share: /proc/self/stat counts in 10 ms ticks, a step is about 2 s.
+OWN_SMOOTHING = 0.3
 
 
 class KsmdMeter(object):
@@ -13,7 +18,8 @@ class KsmdMeter(object):
     After each :meth:`measure`: ``cpu_percent`` (of one core, since the last step), ``scan_rate``
     (pages a second), ``cpu_per_page`` (CPU seconds per scanned page, smoothed; None until 1000
     pages were scanned between two steps, and always on kernels before 6.7 that have no
-    ``pages_scanned``) and ``last_cpu`` (ksmd's CPU seconds since boot).
+    ``pages_scanned``), ``last_cpu`` (ksmd's CPU seconds since boot) and ``own_cpu_percent`` (the
+    daemon's own CPU, all threads, smoothed; None when ``<proc_root>/self/stat`` cannot be read).
     """
 
     def __init__(self, ksm):
@@ -25,6 +31,8 @@ class KsmdMeter(object):
         self.cpu_percent = None
         self.scan_rate = None
         self.cpu_per_page = None
+        self.own_cpu = None
+        self.own_cpu_percent = None
 
     def _ksmd_cpu_seconds(self):
         if self.ksmd_pid is None:
@@ -47,7 +55,17 @@ class KsmdMeter(object):
             if scanned is not None and self.last_scanned is not None and scanned - self.last_scanned >= 1000:
                 sample = used / (scanned - self.last_scanned)
                 self.cpu_per_page = sample if self.cpu_per_page is None else 0.5 * self.cpu_per_page + 0.5 * sample
+        self._measure_own(now)
         self.last_cpu = cpu
         self.last_time = now
         self.last_scanned = scanned
         return cpu
+
+    def _measure_own(self, now):
+        """The daemon's own share of a core since the last step (the steady CPU budget covers ksmd and the daemon)."""
+        own = _ksm.read_process_cpu_seconds('self', self.ksm.proc_root)
+        if own is not None and self.own_cpu is not None and self.last_time is not None and now > self.last_time:
+            sample = 100.0 * max(0.0, own - self.own_cpu) / (now - self.last_time)
+            last = self.own_cpu_percent
+            self.own_cpu_percent = sample if last is None else last + OWN_SMOOTHING * (sample - last)
+        self.own_cpu = own

@@ -123,6 +123,16 @@ def metric_families(state):
         ('pagefusiond_boosts_total', 'counter', 'Boosts since pagefusiond started.', [(one, state.get('boosts'))]),
         ('pagefusiond_ksm_saved_bytes', 'gauge', 'Memory KSM saves: (pages_sharing + ksm_zero_pages) x page size.',
          [(one, state.get('saved_bytes'))]),
+        ('pagefusiond_real_saved_bytes', 'gauge', 'Memory the mergeable processes really save: the sum of their anonymous Rss '
+         'minus anonymous Pss (/proc/<pid>/smaps_rollup) plus their KSM zero pages, sampled at '
+         'pagefusiond_real_saved_sample_time_seconds. Unlike pagefusiond_ksm_saved_bytes (ksmd\'s counters) it drops as '
+         'soon as a write breaks sharing.', [(one, state.get('real_saved_bytes'))]),
+        ('pagefusiond_real_saved_sample_time_seconds', 'gauge', 'Unix time when pagefusiond_real_saved_bytes was sampled.',
+         [(one, state.get('real_saved_sampled'))]),
+        ('pagefusiond_ksm_cow_total', 'counter', 'cow_ksm of /proc/vmstat: writes that copied a KSM page (broke its sharing) '
+         'since boot.', [(one, state.get('cow_ksm'))]),
+        ('pagefusiond_steady_pass_seconds', 'gauge', 'Seconds one full pass should take in the steady phase, set from the rate '
+         'at which writes break sharing.', [(one, state.get('steady_pass_seconds'))]),
         ('pagefusiond_ksm_shared_bytes', 'gauge', 'Memory in KSM pages: pages_shared x page size.', [(one, state.get('shared_bytes'))]),
         ('pagefusiond_ksm_zero_page_bytes', 'gauge', 'Empty pages KSM merged with the kernel zero page: ksm_zero_pages x page size.',
          [(one, _scaled(counters.get('ksm_zero_pages'), size))]),
@@ -172,6 +182,7 @@ def status_text(state, now=None):
     lines = [
         'pagefusiond %s (pid %s): phase %s for %ds' % (state.get('version'), state.get('pid'), state.get('phase'), age),
         '  saved: %s (%s pages), shared: %s' % (_mib(state.get('saved_bytes')), state.get('saved_pages'), _mib(state.get('shared_bytes'))),
+        '  real saving (Rss - Pss): %s' % real_text(state, now),
         '  mergeable (estimate): %s in %s processes' % (_mib(state.get('mergeable_bytes_estimate')), state.get('mergeable_processes')),
         '  ksmd: run=%s pages_to_scan=%s sleep_millisecs=%s, CPU %s' % (
             knobs.get('run'), knobs.get('pages_to_scan'), knobs.get('sleep_millisecs'),
@@ -181,6 +192,16 @@ def status_text(state, now=None):
     if state.get('last_error'):
         lines.append('  last error: %s' % state['last_error'])
     return '\n'.join(lines)
+
+
+def real_text(state, now):
+    """The sampled real saving, its age and the break rate, for ``--status``."""
+    if state.get('real_saved_bytes') is None:
+        return 'not sampled yet'
+    breaks = state.get('sharing_breaks_per_second')
+    return '%s, sampled %ds ago; sharing broken by writes: %s pages/s, steady pass %ss' % (
+        _mib(state['real_saved_bytes']), max(0, now - (state.get('real_saved_sampled') or now)),
+        'unknown' if breaks is None else breaks, state.get('steady_pass_seconds'))
 
 
 def is_stale(state, now=None):

@@ -13,6 +13,12 @@ import math
 PRIOR_CPU_PER_PAGE = 2e-6
 
 
+def steady_budget(config, meter):
+    """ksmd's share of ``steady_max_cpu_percent``: the budget covers the daemon's own CPU too (at least a quarter stays ksmd's)."""
+    budget = config['steady_max_cpu_percent']
+    return max(budget / 4.0, budget - (meter.own_cpu_percent or 0.0))
+
+
 class RateModel(object):
     """Turns a phase, the mergeable pages and the ksmd meter's readings into knob values.
 
@@ -24,10 +30,12 @@ class RateModel(object):
     def __init__(self):
         self.cpu_scale = 1.0
         self.fresh_phase = False
+        self.last_rate = None  # the scan rate the last knobs were written for (what the meter measured under)
 
     def new_phase(self):
         self.cpu_scale = 1.0
         self.fresh_phase = True
+        self.last_rate = None
 
     def pages_for(self, meter, pages, pass_seconds, sleep_ms, cpu_budget, minimum, maximum):
         """pages_to_scan so that ``pages`` are scanned in ``pass_seconds`` with ``sleep_ms`` sleeps, within ``cpu_budget`` %.
@@ -48,7 +56,9 @@ class RateModel(object):
         rate = min(rate, cpu_budget / 100.0 / cost)
         busy = min(rate * cost, 0.95)
         value = rate * sleep_s / (1.0 - busy)
-        self._correct(rate, cpu_budget, meter.cpu_percent, meter.scan_rate)
+        # The steady rate moves with the break rate: judge the measurement against what it ran under.
+        self._correct(rate if self.last_rate is None else self.last_rate, cpu_budget, meter.cpu_percent, meter.scan_rate)
+        self.last_rate = rate
         value *= self.cpu_scale
         return int(max(minimum, min(maximum, math.ceil(value))))
 
@@ -64,13 +74,18 @@ class RateModel(object):
             self.cpu_scale *= max(0.5, math.sqrt(rate / measured))
         self.cpu_scale = max(0.02, min(8.0, self.cpu_scale))
 
-    def wanted_knobs(self, config, phase, knobs, pages, meter):
-        """The knob values for ``phase`` (only knobs this kernel has, as listed in ``knobs``), once a step."""
-        wanted = self._wanted(config, phase, knobs, pages, meter)
+    def wanted_knobs(self, config, phase, knobs, pages, meter, steady_pass=None):
+        """The knob values for ``phase`` (only knobs this kernel has, as listed in ``knobs``), once a step.
+
+        ``steady_pass``: seconds a steady pass should take (the churn-aware figure of
+        :func:`realsaving.steady_pass_seconds`); None: ``steady_pass_seconds``.
+        """
+        steady_pass = config['steady_pass_seconds'] if steady_pass is None else steady_pass
+        wanted = self._wanted(config, phase, knobs, pages, meter, steady_pass)
         self.fresh_phase = False  # the next step measures under these settings
         return wanted
 
-    def _wanted(self, cfg, phase, knobs, pages, meter):
+    def _wanted(self, cfg, phase, knobs, pages, meter, steady_pass):
         wanted = {}
         if 'advisor_mode' in knobs:
             wanted['advisor_mode'] = 'none'
@@ -93,7 +108,7 @@ class RateModel(object):
             wanted['advisor_max_cpu'] = max(1, int(round(cfg['steady_max_cpu_percent'])))
             wanted['advisor_target_scan_time'] = max(1, int(round(cfg['steady_pass_seconds'])))
             return wanted
-        wanted['pages_to_scan'] = self.pages_for(meter, pages, cfg['steady_pass_seconds'], cfg['steady_sleep_millisecs'],
-                                                 cfg['steady_max_cpu_percent'], cfg['steady_min_pages_to_scan'],
+        wanted['pages_to_scan'] = self.pages_for(meter, pages, steady_pass, cfg['steady_sleep_millisecs'],
+                                                 steady_budget(cfg, meter), cfg['steady_min_pages_to_scan'],
                                                  cfg['boost_max_pages_to_scan'])
         return wanted

@@ -44,6 +44,7 @@ class Daemon(object):
         self.reload_wanted = False
         self.output_errors = set()
         self.events = None
+        self.watching = False
 
     # signals only set flags; the loop acts on them
     def on_term(self, signum, frame):
@@ -128,6 +129,28 @@ class Daemon(object):
                 break
         self.wake_event.clear()
 
+    def start_watching(self):
+        """Start libvirt events and log what wakes the daemon. Called after the first step: a daemon started with
+        guests running boosts at once, without waiting for libvirt-python's import and connection."""
+        self.watching = True
+        sources = []
+        uri = self.config['libvirt_uri']
+        if uri:
+            self.events = LibvirtEvents(uri, self.on_event, self.log)
+            if self.events.start():
+                sources.append('libvirt lifecycle events (%s)' % uri)
+            else:
+                self.events = None
+        watch = self.config['watch_interval']
+        if watch:
+            sources.append('%s every %gs' % (self.controller.watcher.signal_name(), watch))
+        sources.append('every process every %gs in the idle and steady phases' % self.config['sweep_interval'])
+        self.controller.watch_sources = sources
+        self.log('watching for new mergeable memory: %s' % '; '.join(sources))
+        if self.controller.state is not None:  # the state file says it now, not only from the next step on
+            self.controller.state['watch_sources'] = list(sources)
+            self.write_outputs(self.controller.state)
+
     def run_step(self):
         state = self.controller.step()
         self.write_outputs(state)
@@ -150,14 +173,13 @@ class Daemon(object):
             signal.signal(signal.SIGHUP, self.on_hup)
         self.log('pagefusiond %s starting (config %s%s)' % (
             __version__, self.config_path, '' if os.path.exists(self.config_path) else ', not present: built-in defaults'))
-        if self.config['libvirt_uri']:
-            self.events = LibvirtEvents(self.config['libvirt_uri'], self.on_event, self.log)
-            self.events.start()
         try:
             while not self.stopping:
                 if self.reload_wanted:
                     self.reload()
                 self.run_step()
+                if not self.watching:
+                    self.start_watching()
                 if self.stopping:
                     break
                 self.pause()

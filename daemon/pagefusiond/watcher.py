@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from .collection import _ksm
+from .procevents import KernelCounters
 
 SMAPS_NOTE = ('cannot read /proc/<pid>/smaps (ptrace access; CAP_SYS_PTRACE missing?): '
               'mergeable memory is estimated from the resident size')
@@ -38,21 +39,33 @@ class ProcessWatcher(object):
     Each scan reads ``/proc/<pid>/ksm_stat`` of every process (through :func:`_ksm.read_process_ksm`).
     For a mergeable process, the resident pages of its mergeable VMAs (``/proc/<pid>/smaps``,
     VmFlags ``mg``) are the estimate; smaps is re-read only when the process's resident size
-    (``/proc/<pid>/statm``) moved, so a steady host costs one small read per process and step.
+    (``/proc/<pid>/statm``) moved, so a steady host costs one small read per process and step; a process seen
+    at start-up counts with its resident size until the next scan reads its smaps.
+    Between scans, :meth:`spot` takes cheap looks (``process_watch``: see :meth:`spot`).
     ``available`` is False on kernels without ``ksm_stat`` (before Linux 6.1): the daemon then
     relies on KSM's own counters and never goes idle. ``exact`` is False on kernels whose ksm_stat
     has no ``ksm_mergeable`` line (before about 6.14): a process then counts as mergeable once
     ksmd has seen its pages.
     """
 
-    def __init__(self, proc_root=_ksm.DEFAULT_PROC_ROOT, page_size=None):
+    def __init__(self, proc_root=_ksm.DEFAULT_PROC_ROOT, page_size=None, process_watch='counters'):
         self.proc_root = proc_root
         self.page_size = page_size or _ksm.system_page_size()
+        # 'counters': look closer only when the kernel's counters moved (procevents); 'poll': look every time
+        self.counters = KernelCounters(proc_root) if process_watch == 'counters' else None
+        if self.counters is not None and not self.counters.available:
+            self.counters = None
         self.known = {}  # pid -> {'rss': resident pages at the last smaps read, 'pages': estimate}
         self.seen = set()  # every pid the last scan looked at
+        self.looked = set()  # pids a cheap look read since the last scan, not mergeable then
         self.available = True
         self.exact = True
+        self.first_scan = True
         self.notes = set()  # conditions the controller logs once
+
+    def signal_name(self):
+        """What the cheap looks between scans watch (for the log and the state file)."""
+        return self.counters.name if self.counters is not None else 'every process (poll)'
 
     def _pids(self):
         try:
@@ -76,7 +89,13 @@ class ProcessWatcher(object):
         """``{'rss', 'pages'}`` of a mergeable process (smaps re-read only when its resident size moved), or None."""
         resident = self._resident(pid)
         entry = self.known.get(pid)
-        if entry is not None and resident is not None and abs(resident - entry['rss']) <= max(256, entry['rss'] // 100):
+        if entry is None and resident is not None and self.first_scan:
+            # At start-up: the resident size for now, smaps (a walk over all its pages: ~25 ms for a 1 GiB guest)
+            # at the next scan (the boost's second step), so that a daemon started with guests running writes the
+            # boost knobs without waiting. Only then: a rough entry refined later would hide a newcomer's growth.
+            return {'rss': resident, 'pages': resident, 'rough': True}
+        if entry is not None and not entry['rough'] and resident is not None and \
+                abs(resident - entry['rss']) <= max(256, entry['rss'] // 100):
             return dict(entry)
         pages = self._estimate(pid)
         if pages is None:
@@ -86,7 +105,7 @@ class ProcessWatcher(object):
                 return None
             pages = resident
             self.notes.add(SMAPS_NOTE)
-        return {'rss': resident or 0, 'pages': pages}
+        return {'rss': resident or 0, 'pages': pages, 'rough': False}
 
     def scan(self):
         """Scan the processes. Returns ``{'processes': {pid: info}, 'pages': N, 'new': [pids]}``."""
@@ -94,8 +113,10 @@ class ProcessWatcher(object):
         new = []
         seen_stat = False
         exact = True
+        counted = self.counters.read() if self.counters is not None else None  # before the listing: nothing slips by
         pids = self._pids()
         self.seen = set(pids)
+        self.looked = set()
         for pid in pids:
             stat = _ksm.read_process_ksm(pid, self.proc_root)
             if stat is None or stat.get('source') != 'ksm_stat':
@@ -113,6 +134,9 @@ class ProcessWatcher(object):
             entry['stat'] = stat
             found[pid] = entry
         self._learn(seen_stat, exact, found)
+        self.first_scan = False
+        if self.counters is not None:
+            self.counters.mark(counted)
         pages = sum(max(e['pages'], e['stat'].get('rmap_items') or 0) for e in found.values())
         return {'processes': found, 'pages': pages, 'new': new}
 
@@ -124,28 +148,47 @@ class ProcessWatcher(object):
         else:
             self.available = True
             self.exact = exact
-        self.known = dict((pid, {'rss': e['rss'], 'pages': e['pages']}) for pid, e in found.items())
+        self.known = dict((pid, {'rss': e['rss'], 'pages': e['pages'], 'rough': e['rough']}) for pid, e in found.items())
 
     def spot(self, threshold_pages):
         """A cheap look between scans: why a step should run now, or None.
 
-        Reads only the resident size of the known mergeable processes and the ksm_stat of pids the last
+        With the kernel's counters (:class:`KernelCounters`) it first reads two small files and stops there
+        unless a pid was handed out or anonymous memory moved by ``threshold_pages``; then (and always without
+        them) it reads the resident size of the known mergeable processes and the ksm_stat of pids the last
         scan did not see, so it can run every fraction of a second. Finds a new process with mergeable
         memory (kernels whose ksm_stat says ``ksm_mergeable``), or known ones grown by ``threshold_pages``.
         """
         if not self.available or not self.exact:
             return None
+        moved = 'pid+memory'
+        if self.counters is not None:
+            moved = self.counters.moved(threshold_pages * self.page_size // 1024)
+            if not moved:
+                return None  # no new pid and no anonymous memory moved: nothing a closer look could find
+        pids = self._pids()
+        gone = set(self.known).difference(pids)
+        if gone:
+            return 'mergeable process %d exited' % min(gone)  # the scan then sees whether anything is left
+        # A new pid alone (any fork on the host) cannot have grown the known guests: then only pids not looked at
+        # since the last scan are read. When anonymous memory moved, the known guests' sizes and every pid the last
+        # scan did not see are read (a process just forked may have marked its memory mergeable since).
+        sizes = 'memory' in moved
         grown = 0
-        for pid in self._pids():
+        for pid in pids:
             entry = self.known.get(pid)
             if entry is not None:
+                if not sizes:
+                    continue
                 resident = self._resident(pid)
-                if resident is not None:
-                    grown += max(0, resident - entry['rss'])
-            elif pid not in self.seen:
+                if resident is None:
+                    return 'mergeable process %d exited' % pid
+                grown += max(0, resident - entry['rss'])
+            elif pid not in self.seen and (sizes or pid not in self.looked):
                 stat = _ksm.read_process_ksm(pid, self.proc_root)
                 if stat is not None and stat.get('mergeable'):
                     return 'new mergeable process %d' % pid
+                self.looked.add(pid)
         if grown >= max(threshold_pages, 1):
             return 'mergeable processes grew by %d MiB' % (grown * self.page_size // 1048576)
         return None

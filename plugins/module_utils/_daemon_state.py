@@ -37,3 +37,18 @@ def read_state(path):
         return None, 'The pagefusiond state file %s holds a JSON %s, not an object; host.daemon is null.' % (
             path, type(state).__name__)
     return state, None
+
+
+def real_saving(state):
+    """``(bytes, sampled)``: the real saving pagefusiond last sampled and when (epoch seconds); ``(None, None)`` without one.
+
+    The daemon's ``real_saved_bytes`` is the anonymous Rss - Pss of the mergeable processes (plus
+    their KSM zero pages): what merging really saves at that moment, unlike KSM's counters, which
+    keep counting a page whose sharing a write broke until ksmd visits it again.
+    """
+    if not isinstance(state, dict):
+        return None, None
+    value, sampled = state.get('real_saved_bytes'), state.get('real_saved_sampled')
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None, None
+    return value, sampled if isinstance(sampled, (int, float)) and not isinstance(sampled, bool) else None

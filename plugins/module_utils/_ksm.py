@@ -487,6 +487,60 @@ def mergeable_rss_pages(smaps_text, page_size):
     return mergeable_smaps_kb(smaps_text)['Rss'] * 1024 // page_size
 
 
+def parse_smaps_rollup(text):
+    """The ``Name: N kB`` fields of /proc/<pid>/smaps_rollup as ``{name: kB}`` (the header line is skipped)."""
+    fields = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].endswith(':'):
+            try:
+                fields[parts[0][:-1]] = int(parts[1])
+            except ValueError:
+                continue
+    return fields
+
+
+def read_smaps_rollup(pid, proc_root=DEFAULT_PROC_ROOT):
+    """``{name: kB}`` of /proc/<pid>/smaps_rollup, or None (process gone, no ptrace access, kernel before 4.14)."""
+    try:
+        return parse_smaps_rollup(_read_text(os.path.join(proc_root, str(pid), 'smaps_rollup')))
+    except (IOError, OSError):
+        return None
+
+
+def shared_anon_kb(rollup):
+    """kB a process maps without paying for: anonymous Rss minus anonymous Pss (KSM pages are anonymous).
+
+    Anonymous memory only, so that shared libraries (file pages every QEMU maps) do not count as
+    saving; fork's not-yet-copied pages still do (small for QEMU). Kernels without ``Pss_Anon``
+    (before 5.13) give Rss - Pss.
+    """
+    if 'Pss_Anon' in rollup and 'Anonymous' in rollup:
+        return max(0, rollup['Anonymous'] - rollup['Pss_Anon'])
+    return max(0, rollup.get('Rss', 0) - rollup.get('Pss', 0))
+
+
+def read_vmstat_ksm(proc_root=DEFAULT_PROC_ROOT):
+    """KSM's event counters in /proc/vmstat: ``{'cow_ksm': N, 'ksm_swpin_copy': N}`` (those present; {} when none).
+
+    ``cow_ksm`` (where the kernel has it; 6.18 does) counts writes that copied a KSM page: each one broke sharing that
+    ksmd's counters keep showing until ksmd visits the page again.
+    """
+    found = {}
+    try:
+        text = _read_text(os.path.join(proc_root, 'vmstat'))
+    except (IOError, OSError):
+        return found
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ('cow_ksm', 'ksm_swpin_copy'):
+            try:
+                found[parts[0]] = int(parts[1])
+            except ValueError:
+                continue
+    return found
+
+
 def _split_proc_stat(text):
     """The fields of /proc/<pid>/stat after the ``(comm)`` field: index 0 is field 3 (state)."""
     return text[text.rindex(')') + 2:].split()
@@ -526,8 +580,13 @@ def read_ksmd_cpu_seconds(pid=None, proc_root=DEFAULT_PROC_ROOT):
         return int(_read_text(os.path.join(base, 'schedstat')).split()[0]) / 1e9
     except (IOError, OSError, ValueError, IndexError):
         pass
+    return read_process_cpu_seconds(pid, proc_root)
+
+
+def read_process_cpu_seconds(pid, proc_root=DEFAULT_PROC_ROOT):
+    """utime+stime of a process (all its threads) from /proc/<pid>/stat, in seconds (``pid`` may be ``self``); None if unknown."""
     try:
-        fields = _split_proc_stat(_read_text(os.path.join(base, 'stat')))
+        fields = _split_proc_stat(_read_text(os.path.join(proc_root, str(pid), 'stat')))
         ticks = int(fields[11]) + int(fields[12])  # fields 14 and 15
         return float(ticks) / os.sysconf('SC_CLK_TCK')
     except (IOError, OSError, ValueError, IndexError):

@@ -19,7 +19,10 @@ description:
   - "B(libvirt/KVM VMs): for each VM its power state, its page fusion setting (persistent definition and running
     instance) and, while it runs, what KSM does with its QEMU process right now, read from
     C(/proc/<qemu pid>/ksm_stat): whether its memory is mergeable, how much of it is merged, how much was
-    merged with the kernel zero page, and the net profit."
+    merged with the kernel zero page, and the net profit; and whether its virtio balloon has free page
+    reporting on (the guest hands freed memory back to the host)."
+  - A warning, and RV(ansible_facts.pagefusion.host.general_profit_negative=true), when KSM's C(general_profit) is
+    negative, that is KSM's own metadata costs more memory than it saves.
   - "B(VirtualBox VMs): for each VM its power state and page fusion setting and, while it runs, the VirtualBox
     metric C(Guest/RAM/Usage/Shared) (memory of the VM shared through Page Fusion); for the host, the metric
     C(RAM/VMM/Shared) (all memory shared between VMs)."
@@ -155,12 +158,35 @@ ansible_facts:
               description: Memory that KSM saves, (C(pages_sharing) + C(ksm_zero_pages)) times the page size.
               type: int
               sample: 50790400
+            real_saved_bytes:
+              description:
+                - Memory that page sharing really saves, as the C(pagefusiond) daemon last sampled it (at
+                  RV(ansible_facts.pagefusion.host.real_saved_sampled)) - the anonymous Rss minus anonymous Pss of the
+                  processes with mergeable memory (C(/proc/<pid>/smaps_rollup)) plus their KSM zero pages.
+                - RV(ansible_facts.pagefusion.host.saved_bytes) comes from KSM's counters, which keep counting a page
+                  whose sharing a write broke until C(ksmd) visits it again, so under write churn it is higher than
+                  this figure.
+                - Null when no daemon state is there or the daemon has not sampled yet.
+              type: int
+              sample: 50331648
+            real_saved_sampled:
+              description: Unix time when the daemon sampled RV(ansible_facts.pagefusion.host.real_saved_bytes); null
+                without a sample.
+              type: float
+              sample: 1767322800.5
             general_profit:
               description:
                 - Net saving in bytes as the kernel computes it (saved bytes minus KSM's own metadata); may be
                   negative. Null on kernels without C(general_profit).
               type: int
               sample: 49000000
+            general_profit_negative:
+              description:
+                - True when RV(ansible_facts.pagefusion.host.general_profit) is negative, that is KSM's metadata
+                  costs more memory than KSM saves; the module then also warns. Null on kernels without
+                  C(general_profit).
+              type: bool
+              sample: false
             ksmd_cpu_seconds:
               description: CPU seconds the C(ksmd) kernel thread has used since boot; null when unknown.
               type: float
@@ -191,8 +217,9 @@ ansible_facts:
         vms:
           description:
             - One entry per VM of the backend, keyed by VM name.
-            - C(mergeable), C(merged_bytes), C(zero_page_bytes), C(profit_bytes) and C(qemu_pid) are returned for
-              libvirt VMs, C(shared_bytes) for VirtualBox VMs. Figures of a VM that does not run are null.
+            - C(mergeable), C(merged_bytes), C(zero_page_bytes), C(profit_bytes), C(qemu_pid),
+              C(free_page_reporting) and C(free_page_reporting_live) are returned for libvirt VMs, C(shared_bytes)
+              for VirtualBox VMs. Figures of a VM that does not run are null.
           type: dict
           contains:
             backend:
@@ -222,13 +249,25 @@ ansible_facts:
                 - The kernel counts the KSM page itself in this figure (see the notes).
               type: int
             zero_page_bytes:
-              description: Memory of the VM that KSM merged with the kernel zero page (C(ksm_zero_pages) times the
-                page size); null when the kernel does not report it.
+              description:
+                - Memory of the VM that KSM merged with the kernel zero page, C(ksm_zero_pages) of its QEMU process
+                  (C(/proc/<pid>/ksm_stat)) times the page size; null when the kernel does not report it.
+                - Zero pages count only while the host's C(use_zero_pages) is on; a guest that zeroes the memory it
+                  frees (C(init_on_free=1)) gives it back here.
               type: int
             profit_bytes:
-              description: The kernel's net KSM profit of the QEMU process in bytes (C(ksm_process_profit)); may be
-                negative.
+              description: The kernel's net KSM profit of the QEMU process in bytes, C(ksm_process_profit) of its
+                C(/proc/<pid>/ksm_stat) ((merging + zero pages) times the page size minus KSM's metadata for the
+                process); may be negative.
               type: int
+            free_page_reporting:
+              description: Whether the VM's persistent definition has free page reporting on its virtio balloon
+                (C(<memballoon model='virtio' freePageReporting='on'/>)). libvirt only.
+              type: bool
+            free_page_reporting_live:
+              description: Whether the running instance has free page reporting; null when the VM is off. libvirt
+                only.
+              type: bool
             qemu_pid:
               description: Pid of the VM's QEMU process on this host.
               type: int
@@ -249,7 +288,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pagefusion.core.plugins.module_utils._backends import BACKEND_ARGS, open_backend
-from ansible_collections.pagefusion.core.plugins.module_utils._daemon_state import DEFAULT_STATE_PATH, read_state
+from ansible_collections.pagefusion.core.plugins.module_utils._daemon_state import DEFAULT_STATE_PATH, read_state, real_saving
 from ansible_collections.pagefusion.core.plugins.module_utils._fusion import FusionError
 from ansible_collections.pagefusion.core.plugins.module_utils._ksm import (
     DEFAULT_PROC_ROOT,
@@ -273,7 +312,19 @@ def host_facts(module, sysfs):
     host['daemon'], warning = read_state(module.params['daemon_state_path'])
     if warning:
         module.warn(warning)
+    host['real_saved_bytes'], host['real_saved_sampled'] = real_saving(host['daemon'])
     return host
+
+
+def warn_negative_profit(module, host):
+    """KSM whose metadata outweighs what it saves: a fact, and a warning that says what to do."""
+    profit = host.get('general_profit')
+    host['general_profit_negative'] = None if profit is None else profit < 0
+    if host['general_profit_negative']:
+        module.warn('KSM costs this host more memory than it saves: general_profit is %d bytes (%d bytes saved, '
+                    'minus the metadata of every page KSM tracks). Look for VMs with a negative profit_bytes and '
+                    'disable page fusion for them, or stop KSM and unmerge (pagefusion.core.ksm with run: 2) if '
+                    'this host has little to share.' % (profit, host.get('saved_bytes') or 0))
 
 
 def backend_facts(module, facts, result, sysfs):
@@ -306,6 +357,7 @@ def main():
 
     sysfs = KsmSysfs(root=KSM_ROOT, proc_root=PROC_ROOT)
     facts = {'backend': None, 'host': host_facts(module, sysfs), 'vms': {}}
+    warn_negative_profit(module, facts['host'])
     result = {'changed': False}
     backend_facts(module, facts, result, sysfs)
     result['ansible_facts'] = {'pagefusion': facts}

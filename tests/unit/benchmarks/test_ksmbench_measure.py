@@ -10,6 +10,10 @@ Every expectation is computed by hand from the samples (comments show the arithm
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -83,7 +87,8 @@ WINDOW_SAMPLES = [
 def test_window_time_weighted_mean_and_cpu_percent():
     # rows t=2, 4, 10: area 2 * (0.5 + 0.5) / 2 + 6 * (0.5 + 1.0) / 2 = 1.0 + 4.5 = 5.5 over 8 s
     # (the plain mean of the three samples would be 0.667); CPU 2.0 s over 8 s = 25 %
-    expected = {'cpu_percent': 25.0, 'saved_fraction': 0.6875, 'seconds': 8.0, 'cpu_seconds': 2.0}
+    expected = {'cpu_percent': 25.0, 'saved_fraction': 0.6875, 'seconds': 8.0, 'cpu_seconds': 2.0,
+                'daemon_cpu_seconds': 0.0, 'daemon_cpu_percent': 0.0, 'total_cpu_percent': 25.0}
     assert measure.window(WINDOW_SAMPLES, 2.0, 10.0) == pytest.approx(expected)
     # bounds between samples select the same rows
     assert measure.window(WINDOW_SAMPLES, 1.0, 11.0) == pytest.approx(expected)
@@ -91,7 +96,8 @@ def test_window_time_weighted_mean_and_cpu_percent():
 
 def test_window_over_every_sample():
     # area 2 * 0.25 + 2 * 0.5 + 6 * 0.75 + 2 * 1.0 = 8.0 over 12 s; CPU 3 s over 12 s
-    expected = {'cpu_percent': 25.0, 'saved_fraction': 8.0 / 12.0, 'seconds': 12.0, 'cpu_seconds': 3.0}
+    expected = {'cpu_percent': 25.0, 'saved_fraction': 8.0 / 12.0, 'seconds': 12.0, 'cpu_seconds': 3.0,
+                'daemon_cpu_seconds': 0.0, 'daemon_cpu_percent': 0.0, 'total_cpu_percent': 25.0}
     assert measure.window(WINDOW_SAMPLES, 0.0, 12.0) == pytest.approx(expected)
     assert measure.window(WINDOW_SAMPLES, -5.0, 50.0) == pytest.approx(expected)
 
@@ -112,8 +118,11 @@ def test_convergence_figures_of_a_run_reaching_t90():
         't50': 12.5,
         't90': 20.0 + 20.0 / 3,
         'cpu_t90': 11.0 / 3,
+        'daemon_cpu_t90': 0.0,
+        'total_cpu_t90': 11.0 / 3,
         'cap': 60,
         'cpu_per_gib': (11.0 / 3) / 1.1875,
+        'sample_interval': 10.0,
     })
     assert 'fraction_at_cap' not in figures
     assert 'cpu_at_cap' not in figures
@@ -122,8 +131,8 @@ def test_convergence_figures_of_a_run_reaching_t90():
 def test_convergence_figures_with_t90_at_the_first_sample():
     figures = measure.convergence_figures([row(0.5, 300000, 0.92, 0.01)], PAGE_SIZE, 60)
     assert figures == pytest.approx({
-        't50': 0.5, 't90': 0.5, 'cpu_t90': 0.01, 'cap': 60,
-        'cpu_per_gib': 0.01 / (300000.0 / PAGES_PER_GIB),
+        't50': 0.5, 't90': 0.5, 'cpu_t90': 0.01, 'cap': 60, 'daemon_cpu_t90': 0.0, 'total_cpu_t90': 0.01,
+        'cpu_per_gib': 0.01 / (300000.0 / PAGES_PER_GIB), 'sample_interval': None,
     })
 
 
@@ -131,8 +140,8 @@ def test_convergence_figures_censored_at_the_cap():
     # stopped at t=20 with 0.8 of the achievable saved: T50 known, T90 censored; 3 CPU s for 1 GiB
     figures = measure.convergence_figures(CONVERGING[:3], PAGE_SIZE, 20)
     assert figures == pytest.approx({
-        't50': 12.5, 't90': None, 'cpu_t90': None, 'cap': 20,
-        'cpu_per_gib': 3.0, 'fraction_at_cap': 0.8, 'cpu_at_cap': 3.0,
+        't50': 12.5, 't90': None, 'cpu_t90': None, 'cap': 20, 'sample_interval': 10.0,
+        'cpu_per_gib': 3.0, 'fraction_at_cap': 0.8, 'cpu_at_cap': 3.0, 'daemon_cpu_at_cap': 0.0, 'total_cpu_at_cap': 3.0,
     })
 
 
@@ -140,23 +149,23 @@ def test_convergence_figures_never_reaching_half():
     figures = measure.convergence_figures(CONVERGING[:2], PAGE_SIZE, 10)
     # 1.0 CPU s for 131072 pages = 0.5 GiB
     assert figures == pytest.approx({
-        't50': None, 't90': None, 'cpu_t90': None, 'cap': 10,
-        'cpu_per_gib': 2.0, 'fraction_at_cap': 0.4, 'cpu_at_cap': 1.0,
+        't50': None, 't90': None, 'cpu_t90': None, 'cap': 10, 'sample_interval': 10.0,
+        'cpu_per_gib': 2.0, 'fraction_at_cap': 0.4, 'cpu_at_cap': 1.0, 'daemon_cpu_at_cap': 0.0, 'total_cpu_at_cap': 1.0,
     })
 
 
 def test_convergence_figures_with_nothing_saved():
     figures = measure.convergence_figures([row(0.0, 0, 0.0, 0.0), row(5.0, 0, 0.0, 0.25)], PAGE_SIZE, 5)
     assert figures == {
-        't50': None, 't90': None, 'cpu_t90': None, 'cap': 5,
-        'cpu_per_gib': None, 'fraction_at_cap': 0.0, 'cpu_at_cap': 0.25,
+        't50': None, 't90': None, 'cpu_t90': None, 'cap': 5, 'sample_interval': 5.0,
+        'cpu_per_gib': None, 'fraction_at_cap': 0.0, 'cpu_at_cap': 0.25, 'daemon_cpu_at_cap': 0.0, 'total_cpu_at_cap': 0.25,
     }
 
 
 def test_convergence_figures_without_samples():
     assert measure.convergence_figures([], PAGE_SIZE, 5) == {
-        't50': None, 't90': None, 'cpu_t90': None, 'cap': 5,
-        'cpu_per_gib': None, 'fraction_at_cap': 0.0, 'cpu_at_cap': 0.0,
+        't50': None, 't90': None, 'cpu_t90': None, 'cap': 5, 'sample_interval': None,
+        'cpu_per_gib': None, 'fraction_at_cap': 0.0, 'cpu_at_cap': 0.0, 'daemon_cpu_at_cap': 0.0, 'total_cpu_at_cap': 0.0,
     }
 
 
@@ -275,3 +284,122 @@ def test_ratio_unknown():
     assert measure.ratio(3.0, 0.0) is None
     assert measure.ratio(Censored(3), 0.0) is None
     assert measure.ratio(3.0, Censored(0.0)) is None
+
+
+# the daemon's own CPU (column measure.OWN) next to ksmd's
+
+def own_row(t, saved, fraction, cpu, own):
+    return row(t, saved, fraction, cpu) + [own]
+
+
+DAEMON_RUN = [
+    own_row(0.0, 0, 0.0, 0.0, 0.10),
+    own_row(10.0, 131072, 0.4, 1.0, 0.20),
+    own_row(20.0, 262144, 0.8, 3.0, 0.30),
+    own_row(30.0, 311296, 0.95, 4.0, 0.60),
+]
+
+
+def test_own_cpu_of_rows_with_and_without_the_column():
+    assert measure.own(row(1.0, 0, 0.0, 0.0)) == 0.0
+    assert measure.own(own_row(1.0, 0, 0.0, 0.0, None)) == 0.0
+    assert measure.own(own_row(1.0, 0, 0.0, 0.0, 0.25)) == 0.25
+
+
+def test_own_at_interpolates_like_the_crossing():
+    # t=26.67 is 2/3 of the way from 0.30 to 0.60
+    assert measure.own_at(DAEMON_RUN, 20.0 + 20.0 / 3) == pytest.approx(0.5)
+    assert measure.own_at(DAEMON_RUN, 0.0) == 0.10
+    assert measure.own_at(DAEMON_RUN, 99.0) == 0.60
+    assert measure.own_at([], 1.0) == 0.0
+
+
+def test_convergence_figures_add_the_daemon_cpu_to_ksmd():
+    figures = measure.convergence_figures(DAEMON_RUN, PAGE_SIZE, 60)
+    # ksmd 3.667 + daemon 0.5 at T90 = 4.167 CPU s; per GiB over the 1.1875 GiB saved at t=30
+    assert figures['cpu_t90'] == pytest.approx(11.0 / 3)
+    assert figures['daemon_cpu_t90'] == pytest.approx(0.5)
+    assert figures['total_cpu_t90'] == pytest.approx(11.0 / 3 + 0.5)
+    assert figures['cpu_per_gib'] == pytest.approx((11.0 / 3 + 0.5) / 1.1875)
+    capped = measure.convergence_figures(DAEMON_RUN[:3], PAGE_SIZE, 20)
+    assert capped['daemon_cpu_at_cap'] == 0.30 and capped['total_cpu_at_cap'] == pytest.approx(3.3)
+    # 3.3 CPU s for 1 GiB
+    assert capped['cpu_per_gib'] == pytest.approx(3.3)
+
+
+def test_window_shows_the_daemon_cpu_apart_and_summed():
+    # t=10..30: ksmd 3 CPU s, daemon 0.4 CPU s over 20 s
+    got = measure.window(DAEMON_RUN, 10.0, 30.0)
+    assert got['cpu_percent'] == pytest.approx(15.0)
+    assert got['daemon_cpu_seconds'] == pytest.approx(0.4)
+    assert got['daemon_cpu_percent'] == pytest.approx(2.0)
+    assert got['total_cpu_percent'] == pytest.approx(17.0)
+
+
+def test_sample_interval_is_the_median_step():
+    rows = [row(t, 0, 0.0, 0.0) for t in (0.0, 0.05, 0.1, 0.3, 0.35)]
+    # steps 0.05, 0.05, 0.2, 0.05
+    assert measure.sample_interval(rows) == 0.05
+    assert measure.sample_interval(rows[:1]) is None
+    assert measure.sample_interval([]) is None
+
+
+# B3's newcomer figures and the trace that carries the daemon's CPU (scenarios)
+
+def test_newcomer_figures_add_the_daemon_cpu():
+    from ansible_collections.pagefusion.core.benchmarks.ksmbench import scenarios  # pylint: disable=import-outside-toplevel
+    samples = [own_row(0.0, 0, 0.0, 0.0, 0.0), own_row(0.5, 0, 0.5, 0.2, 0.02), own_row(1.0, 0, 1.0, 0.6, 0.06)]
+    got = scenarios.newcomer_figures(samples)
+    # 0.9 is 4/5 of the way from 0.5 to 1.0: t 0.9, ksmd 0.52, daemon 0.052
+    assert got['t90'] == pytest.approx(0.9) and got['cpu_t90'] == pytest.approx(0.52)
+    assert got['daemon_cpu_t90'] == pytest.approx(0.052) and got['total_cpu_t90'] == pytest.approx(0.572)
+    assert got['sample_interval'] == 0.5
+    assert got['total_cpu_at_end'] == pytest.approx(0.66)
+    capped = scenarios.newcomer_figures(samples[:2])
+    assert capped['t90'] is None and capped['total_cpu_t90'] is None and capped['daemon_cpu_at_end'] == 0.02
+
+
+class FakeKernel(object):
+    def __init__(self):
+        self.ticks = 0
+
+    def cpu(self):
+        return 0.1 * self.ticks
+
+    def read(self):
+        self.ticks += 1
+        return 50, True, {'pages_to_scan': 100, 'sleep_millisecs': 20, 'run': 1}, None
+
+
+class FakePolicy(object):
+    def __init__(self, cpu):
+        self.cpu = cpu
+
+    def own_cpu(self):
+        return self.cpu
+
+
+def test_cost_trace_rows_carry_the_policy_own_cpu():
+    from ansible_collections.pagefusion.core.benchmarks.ksmbench import scenarios  # pylint: disable=import-outside-toplevel
+    row_d = scenarios.CostTrace(FakeKernel(), lambda zero: 100, FakePolicy(1.23456)).sample()
+    assert len(row_d) == measure.OWN + 1 and row_d[measure.OWN] == 1.2346 and row_d[2] == 0.5
+    row_k = scenarios.CostTrace(FakeKernel(), lambda zero: 100, FakePolicy(None)).sample()
+    assert row_k[measure.OWN] is None and measure.own(row_k) == 0.0
+
+
+def test_process_tree_cpu_counts_live_children():
+    from ansible_collections.pagefusion.core.benchmarks.ksmbench import kernel  # pylint: disable=import-outside-toplevel
+    spin = 'import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\nimport sys\nsys.stdout.write("x\\n")\n' \
+           'sys.stdout.flush()\ntime.sleep(30)\n'
+    child = subprocess.Popen([sys.executable, '-c', spin], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b'x\n'  # the child has spent its 0.4 CPU seconds and sleeps
+        own = kernel.process_tree_cpu(child.pid)
+        assert own >= 0.35
+        # the parent's figure includes the live child's
+        assert kernel.process_tree_cpu(os.getpid()) >= own
+    finally:
+        child.kill()
+        child.wait()
+    time.sleep(0.01)
+    assert kernel.process_tree_cpu(child.pid) is None

@@ -80,7 +80,9 @@ class SimKernel(object):
         self.cpu = 5.0
         self.procs = {}
         self.writes = []
+        self.last_pid = 300
         self._write_ksmd()
+        self._write_counters()
 
     def _put(self, name, value):
         with open(os.path.join(self.root, name), 'w') as handle:
@@ -100,6 +102,23 @@ class SimKernel(object):
         with open(os.path.join(base, 'schedstat'), 'w') as handle:
             handle.write('%d 0 0\n' % int(self.cpu * 1e9))
 
+    def _write_counters(self):
+        """/proc/loadavg's last pid and /proc/meminfo's AnonPages (the processes' pages plus a base)."""
+        with open(os.path.join(self.proc, 'loadavg'), 'w') as handle:
+            handle.write('0.08 0.03 0.01 1/%d %d\n' % (120 + len(self.procs), self.last_pid))
+        anon_kib = 200000 + sum(p.pages * PAGE // 1024 for p in self.procs.values())
+        with open(os.path.join(self.proc, 'meminfo'), 'w') as handle:
+            handle.write('MemTotal:       24000000 kB\nMemFree:        20000000 kB\nMemAvailable:   21000000 kB\n'
+                         'Buffers:           10000 kB\nCached:           500000 kB\nSwapCached:            0 kB\n'
+                         'Active:          300000 kB\nInactive:        300000 kB\nAnonPages:    %8d kB\n'
+                         'Mapped:          100000 kB\n' % anon_kib)
+
+    def fork(self, pid=None):
+        """A process was created (the last pid moves); returns its pid."""
+        self.last_pid = pid if pid is not None else self.last_pid + 1
+        self._write_counters()
+        return self.last_pid
+
     def sysfs(self):
         ksm = _ksm.KsmSysfs(root=self.root, proc_root=self.proc, page_size=PAGE)
         raw = ksm._write_raw
@@ -118,6 +137,7 @@ class SimKernel(object):
         self.procs[pid] = proc
         os.makedirs(os.path.join(self.proc, str(pid)))
         self._write_proc(proc)
+        self.fork(pid)
         return proc
 
     def remove_process(self, pid):
@@ -126,6 +146,7 @@ class SimKernel(object):
         for name in os.listdir(base):
             os.unlink(os.path.join(base, name))
         os.rmdir(base)
+        self._write_counters()
 
     def _merged(self, proc):
         """(merging, zero) pages of one process from how often ksmd has seen its pages."""
@@ -195,6 +216,7 @@ class SimKernel(object):
         for proc in self.procs.values():
             self._write_proc(proc)
         self._write_ksmd()
+        self._write_counters()
 
     def saved(self):
         return self.knob('pages_sharing') + self.knob('ksm_zero_pages')
@@ -209,8 +231,8 @@ def make_config(**overrides):
 class Harness(object):
     """A controller on a SimKernel with a fake clock; ``run(seconds)`` steps like the daemon loop."""
 
-    def __init__(self, tmp_path, config=None, **kernel_args):
-        self.kernel = SimKernel(tmp_path, **kernel_args)
+    def __init__(self, tmp_path, config=None, kernel_class=None, **kernel_args):
+        self.kernel = (kernel_class or SimKernel)(tmp_path, **kernel_args)
         self.clock = Clock()
         self.logs = []
         self.ksm = self.kernel.sysfs()
@@ -225,6 +247,13 @@ class Harness(object):
         self.history.append((self.clock.now, state['phase'], self.kernel.saved(), dict(state['knobs']), state['ksmd_cpu_percent']))
         return state
 
+    def next_step(self):
+        """The daemon's next step after the cheap look of its pause (which wakes it when it spotted something)."""
+        reason = self.controller.spot()
+        if reason:
+            self.controller.wake(reason)
+        return self.step()
+
     def interval(self):
         return self.config['boost_interval'] if self.controller.phase in ('boost', 'settle') else self.config['interval']
 
@@ -235,10 +264,19 @@ class Harness(object):
             state = self.step()
             if until is not None and until(state):
                 return state
-            dt = self.interval()
-            self.kernel.advance(dt)
-            self.clock.now += dt
+            self.pause()
         return state
+
+    def pause(self):
+        """The interval, then (idle and steady phases) the watcher's cheap look, as the daemon's pause takes it
+        (the daemon looks every ``watch_interval`` within the interval; test_service drives that timing)."""
+        dt = self.interval()
+        self.kernel.advance(dt)
+        self.clock.now += dt
+        if self.config['watch_interval'] and self.controller.phase in ('idle', 'steady'):
+            reason = self.controller.spot()
+            if reason:
+                self.controller.wake(reason)
 
     def first_time(self, predicate):
         for now, phase, saved, knobs, cpu in self.history:

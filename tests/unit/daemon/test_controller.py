@@ -29,7 +29,7 @@ def test_boost_on_new_vm_then_settle_and_steady(tmp_path):
     for pid in (101, 102, 103, 104):
         h.kernel.add_process(pid, mib=256)
     start = h.clock.now
-    state = h.step()
+    state = h.next_step()
     assert state['phase'] == 'boost'
     assert state['mergeable_pages_estimate'] >= 4 * 65536
     knobs = state['knobs']
@@ -75,7 +75,7 @@ def test_newcomer_reboosts_from_steady(tmp_path):
     h.run(60, until=lambda s: s['phase'] == 'steady')
     assert h.controller.phase == 'steady'
     h.kernel.add_process(304)
-    state = h.step()
+    state = h.next_step()
     assert state['phase'] == 'boost'
     assert 'new mergeable processes: 304' in h.logs[-1]
     assert state['boosts'] == 2
@@ -90,7 +90,7 @@ def test_small_growth_does_not_boost(tmp_path):
     h.kernel.add_process(401)
     h.run(60, until=lambda s: s['phase'] == 'steady')
     h.kernel.add_process(402, mib=8)  # below new_memory_threshold_mib (32)
-    assert h.step()['phase'] == 'steady'
+    assert h.next_step()['phase'] == 'steady'
 
 
 def test_vm_gone_goes_idle_without_unmerging(tmp_path):
@@ -100,7 +100,7 @@ def test_vm_gone_goes_idle_without_unmerging(tmp_path):
     h.run(60, until=lambda s: s['phase'] == 'steady')
     h.kernel.remove_process(501)
     h.kernel.remove_process(502)
-    state = h.step()
+    state = h.next_step()
     assert state['phase'] == 'idle'
     assert h.kernel.knob('run') == 0
     assert ('run', '2') not in h.kernel.writes
@@ -149,7 +149,7 @@ def test_an_exiting_process_with_an_empty_ksm_stat_does_not_stop_idling(tmp_path
     with open(os.path.join(h.kernel.proc, '1702', 'ksm_stat'), 'w') as handle:
         handle.write('')  # read while the process exits
     h.kernel.remove_process(1701)
-    assert h.step()['phase'] == 'idle'
+    assert h.next_step()['phase'] == 'idle'
 
 
 def test_kernel_without_ksm_mergeable_never_idles(tmp_path):
@@ -206,7 +206,7 @@ def test_steady_mode_advisor_hands_over_to_the_kernel(tmp_path):
     h.run(6)
     assert not [w for w in h.kernel.writes[writes_before:] if w[0] == 'pages_to_scan']
     h.kernel.add_process(803)
-    assert h.step()['phase'] == 'boost'
+    assert h.next_step()['phase'] == 'boost'
     assert h.kernel.knob('advisor_mode') == 'none'
     assert h.kernel.knob('pages_to_scan') > 500
 

@@ -38,6 +38,7 @@ def full_state(vms=(), phase='steady', tenants=()):
         'mergeable_bytes_estimate': 4096 * 1000, 'mergeable_processes': len(vms), 'boosts': 2,
         'vms': list(vms), 'sharing_tenants': sorted(tenants),
         'config': {'max_cpu_percent': 95.0, 'steady_max_cpu_percent': 2.0},
+        'real_saved_bytes': 4096 * 280, 'real_saved_sampled': 1700000190.5, 'cow_ksm': 5150, 'steady_pass_seconds': 12.5,
     }
 
 
@@ -81,6 +82,11 @@ def test_values_in_base_units():
     assert value(families, 'pagefusiond_ksmd_cpu_budget_ratio') == pytest.approx(0.02)
     assert value(families, 'pagefusiond_last_update_time_seconds') == 1700000200.25
     assert value(families, 'pagefusiond_up') == 1
+    # the real saving (Rss - Pss, sampled) beside the counters' saving, never mixed up with it
+    assert value(families, 'pagefusiond_real_saved_bytes') == 4096 * 280
+    assert value(families, 'pagefusiond_real_saved_sample_time_seconds') == 1700000190.5
+    assert value(families, 'pagefusiond_ksm_cow_total') == 5150
+    assert value(families, 'pagefusiond_steady_pass_seconds') == 12.5
 
 
 @pytest.mark.parametrize('phase', PHASES)

@@ -83,13 +83,13 @@ def test_pause_in_steady_wakes_early_for_a_newcomer(tmp_path):
     daemon.run_step()
     daemon.controller.phase = 'steady'
     daemon.pause()
-    # nothing new: the whole interval (2 s) in slices of watch_interval (0.5 s), then the step
-    assert waiter.waits == [0.5, 0.5, 0.5, 0.5]
+    # nothing new: the whole interval (2 s) in slices of watch_interval (0.25 s), then the step
+    assert waiter.waits == [0.25] * 8
     assert daemon.controller.wake_reason is None
     del waiter.waits[:]
     kernel.add_process(1704, mib=64)
     daemon.pause()
-    assert waiter.waits == [0.5]
+    assert waiter.waits == [0.25]
     assert daemon.controller.wake_reason == 'new mergeable process 1704'
     state = daemon.run_step()
     assert state['phase'] == 'boost'
@@ -130,3 +130,44 @@ def test_a_libvirt_event_is_logged_and_wakes_the_loop(tmp_path):
     daemon.on_event('libvirt domain g1 started')
     assert logs == ['woken: libvirt domain g1 started']
     assert daemon.wake_event.is_set() and daemon.controller.wake_reason == 'libvirt domain g1 started'
+
+
+class StopAfterFirstPause(NeverWoken):
+    """The wake event of a daemon that is told to stop during its first pause."""
+
+    def __init__(self, daemon_box):
+        NeverWoken.__init__(self)
+        self.daemon_box = daemon_box
+
+    def wait(self, timeout):
+        self.daemon_box[0].stopping = True
+        return NeverWoken.wait(self, timeout)
+
+
+def test_watch_sources_start_after_the_first_step_and_are_logged_and_in_the_state(tmp_path):
+    # The first step (which boosts a host that already runs guests) must not wait for libvirt's import and connection.
+    kernel = SimKernel(tmp_path)
+    kernel.add_process(1901, mib=64)
+    logs = []
+    box = []
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'))
+    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=logs.append, waiter=StopAfterFirstPause(box))
+    box.append(daemon)
+    assert daemon.run(install_signals=False) == 0
+    boost = [i for i, line in enumerate(logs) if '-> boost' in line]
+    watching = [i for i, line in enumerate(logs) if line.startswith('watching for new mergeable memory: ')]
+    assert boost and watching and boost[0] < watching[0]
+    assert 'kernel counters (/proc/loadavg last pid, /proc/meminfo AnonPages) every 0.25s' in logs[watching[0]]
+    assert 'every process every 30s' in logs[watching[0]]
+    sources = daemon.run_step()['watch_sources']
+    assert sources and sources == daemon.controller.watch_sources
+
+
+def test_process_watch_poll_is_named_in_the_log(tmp_path):
+    kernel = SimKernel(tmp_path)
+    logs = []
+    config = make_config(state_path=str(tmp_path / 'state.json'), process_watch='poll', sweep_interval='10')
+    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=logs.append)
+    daemon.start_watching()
+    assert logs == ['watching for new mergeable memory: every process (poll) every 0.25s; '
+                    'every process every 10s in the idle and steady phases']

@@ -45,5 +45,20 @@ def test_watcher_spots_growth_of_known_processes(tmp_path):
     h.controller.watcher.scan()
     proc.unique += 8192  # 32 MiB more resident
     h.kernel._write_proc(proc)
+    h.kernel._write_counters()
     assert h.controller.watcher.spot(8193) is None
     assert h.controller.watcher.spot(8192) == 'mergeable processes grew by 32 MiB'
+
+
+def test_start_up_counts_processes_by_resident_size_then_reads_smaps(tmp_path):
+    # The first scan writes the boost knobs without walking every guest's pages (smaps); the next scan reads them.
+    h = Harness(tmp_path)
+    h.kernel.add_process(2501, mib=64)
+    watcher = h.controller.watcher
+    first = watcher.scan()
+    assert first['processes'][2501]['rough'] and first['pages'] == 16384 + 2000  # statm's resident size
+    second = watcher.scan()
+    assert not second['processes'][2501]['rough'] and second['pages'] == 16384  # smaps: the mergeable VMA's Rss
+    # later newcomers are read exactly at once: a rough entry refined later would hide a newcomer's growth
+    h.kernel.add_process(2502, mib=64)
+    assert not watcher.scan()['processes'][2502]['rough']

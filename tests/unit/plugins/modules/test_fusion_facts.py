@@ -160,7 +160,20 @@ def test_daemon_state_present(run_module, host):
     result, failed = run_module(fusion_facts.main, args(host, backend='none', daemon_state_path=str(path)))
     assert not failed
     assert facts_of(result)['host']['daemon'] == state
+    assert facts_of(result)['host']['real_saved_bytes'] is None  # this daemon sampled no real saving
     assert 'warnings' not in result
+
+
+def test_real_saving_next_to_the_counters(run_module, host):
+    state = {'phase': 'steady', 'saved_bytes': 900 * PAGE, 'real_saved_bytes': 850 * PAGE, 'real_saved_sampled': 1767322800.5}
+    path = host / 'state.json'
+    path.write_text(json.dumps(state))
+    result, failed = run_module(fusion_facts.main, args(host, backend='none', daemon_state_path=str(path)))
+    facts = facts_of(result)['host']
+    assert not failed
+    assert (facts['real_saved_bytes'], facts['real_saved_sampled']) == (850 * PAGE, 1767322800.5)
+    assert _daemon_state.real_saving({'real_saved_bytes': True}) == (None, None)
+    assert _daemon_state.real_saving(None) == (None, None)
 
 
 @pytest.mark.parametrize('content, words', [
@@ -323,7 +336,7 @@ def test_libvirt_vm_facts_without_process(tmp_path):
     assert _libvirt_qemu.vm_ksm_facts(vm, None, sysfs) == {
         'backend': 'libvirt', 'uuid': 'u-1', 'power_state': 'running', 'page_fusion': 'enabled',
         'page_fusion_live': 'enabled', 'mergeable': None, 'merged_bytes': None, 'zero_page_bytes': None,
-        'profit_bytes': None, 'qemu_pid': None}
+        'profit_bytes': None, 'qemu_pid': None, 'free_page_reporting': None, 'free_page_reporting_live': None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,3 +445,38 @@ def test_vbox_bytes_units():
     assert _vbox_parse.metric_bytes(rows, 'host', 'RAM/VMM/Shared') == 3 * 1024 * 1024
     assert _vbox_parse.metric_bytes(rows, 'vm', 'Guest/RAM/Usage/Shared') is None
     assert _vbox_parse.metric_bytes(rows, 'nope', 'RAM/VMM/Shared') is None
+
+
+# ---------------------------------------------------------------------------------------------
+# KSM that costs more than it saves; free page reporting per VM
+
+
+def test_negative_general_profit_is_a_fact_and_a_warning(run_module, host):
+    (host / 'ksm' / 'general_profit').write_text('-1228800\n')
+    result, failed = run_module(fusion_facts.main, args(host, backend='none'))
+    assert not failed
+    assert facts_of(result)['host']['general_profit_negative'] is True
+    assert len(result['warnings']) == 1
+    assert 'KSM costs this host more memory than it saves: general_profit is -1228800 bytes' in result['warnings'][0]
+
+
+def test_positive_or_unknown_general_profit_gives_no_warning(run_module, host):
+    result, failed = run_module(fusion_facts.main, args(host, backend='none'))
+    assert not failed and 'warnings' not in result
+    assert facts_of(result)['host']['general_profit_negative'] is False
+    os.unlink(str(host / 'ksm' / 'general_profit'))
+    result, failed = run_module(fusion_facts.main, args(host, backend='none'))
+    assert not failed and 'warnings' not in result
+    assert facts_of(result)['host']['general_profit_negative'] is None
+
+
+def test_libvirt_free_page_reporting_per_vm(run_module, host):
+    balloons = 'test://' + os.path.abspath(os.path.join(HERE, '..', 'module_utils', 'balloon-node.xml'))
+    result, failed = run_module(fusion_facts.main, args(host, backend='libvirt', uri=balloons))
+    assert not failed
+    vms = facts_of(result)['vms']
+    assert vms['reporting-on']['free_page_reporting'] is True
+    assert vms['reporting-on']['free_page_reporting_live'] is None
+    assert vms['balloon-none']['free_page_reporting'] is False
+    assert vms['running-no-reporting']['free_page_reporting'] is False
+    assert vms['running-no-reporting']['free_page_reporting_live'] is False
