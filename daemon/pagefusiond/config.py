@@ -102,7 +102,12 @@ def fmt_number(number):
 
 
 OPTIONS = dict((o.name, o) for o in (
-    Option('interval', 'float', 2.0, 'seconds between control steps in the idle and steady phases', 0.1, 3600.0),
+    Option('interval', 'float', 2.0, 'seconds between control steps in the idle and steady phases while writes break '
+           'sharing (or on kernels without cow_ksm)', 0.1, 3600.0),
+    Option('quiet_interval', 'float', 10.0,
+           'seconds between control steps in the idle and steady phases while no write breaks sharing; every interval '
+           'seconds a cheap look at cow_ksm (/proc/vmstat) brings the next step forward when sharing starts to break',
+           0.1, 3600.0),
     Option('watch_interval', 'float', 0.25,
            'between those steps, seconds between cheap looks for new mergeable processes (0: off)', 0.0, 3600.0),
     Option('process_watch', 'choice', 'counters',

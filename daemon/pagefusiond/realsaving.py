@@ -21,15 +21,33 @@ the state file and the metrics.
 
 from __future__ import annotations
 
+import os
 import time
 
 from .collection import _ksm
+from .procevents import ProcFile
 
 # How fast a falling break rate is believed (per step): a pause between bursts of writes is not calm yet.
 RATE_DECAY = 0.2
 # While nothing moved (no write broke sharing, same processes, same saving) the real saving is sampled this many
 # times less often: each sample walks every mergeable process's page tables (about 5 ms of CPU per GiB).
 QUIET_SAMPLING = 10
+# Below this many broken pages a second (smoothed) a host counts as quiet: steps may come quiet_interval apart.
+QUIET_BREAKS_PER_SECOND = 1.0
+# Broken pages since the last step that bring a quiet host's next step forward (a look at cow_ksm between steps).
+WAKE_BREAKS = 64
+
+
+def parse_cow_ksm(text):
+    """``cow_ksm`` of /proc/vmstat text (bytes), or None when the kernel has no such counter."""
+    start = text.find(b'\ncow_ksm ')
+    if start < 0:
+        return None
+    end = text.find(b'\n', start + 9)
+    try:
+        return int(text[start + 9:end if end >= 0 else len(text)])
+    except ValueError:
+        return None
 
 
 def steady_pass_seconds(config, breaks_per_second, saved_pages):
@@ -65,6 +83,21 @@ class SharingMonitor(object):
         self.real = None
         self.real_time = None
         self.real_basis = None  # (pids, saved pages, cow_ksm) when the real saving was last sampled
+        self.vmstat = ProcFile(os.path.join(proc_root, 'vmstat'), 32768)
+
+    def quiet(self):
+        """True while (as far as the kernel's cow_ksm tells) no write breaks sharing."""
+        return self.breaks_per_second is not None and self.breaks_per_second < QUIET_BREAKS_PER_SECOND
+
+    def broken_since_step(self):
+        """Whether writes broke at least ``WAKE_BREAKS`` shared pages since the last step (one pread of /proc/vmstat)."""
+        if self.cow_ksm is None:
+            return False
+        try:
+            cow = parse_cow_ksm(self.vmstat.read())
+        except OSError:
+            return False
+        return cow is not None and cow - self.cow_ksm >= WAKE_BREAKS
 
     def measure(self, now, wall, processes, interval, saved=None):
         """One step: read ``cow_ksm``; sample the real saving of ``processes`` when ``interval`` seconds passed (0: never).

@@ -104,19 +104,26 @@ class Daemon(object):
                 self.output_error('cannot write the metrics file %s: %s' % (metrics, err))
 
     def interval(self):
+        """Seconds to the next step: ``boost_interval`` while boosting or settling; in the idle and steady phases
+        ``quiet_interval`` while no write breaks sharing, else ``interval``."""
         if self.controller.phase in ('boost', 'settle'):
             return self.config['boost_interval']
+        if self.controller.sharing.quiet():
+            return max(self.config['interval'], self.config['quiet_interval'])
         return self.config['interval']
 
     def pause(self):
         """Wait for the next step: the interval, cut short by a wake-up (signal, libvirt event) or, in the idle and
-        steady phases, by new mergeable memory the watcher spots every ``watch_interval`` seconds."""
+        steady phases, by new mergeable memory the watcher spots every ``watch_interval`` seconds, and (on a quiet
+        host) by writes starting to break sharing, looked at every ``interval`` seconds."""
         interval = self.interval()
         watch = self.config.get('watch_interval') or 0
         if not watch or self.controller.phase not in ('idle', 'steady'):
             self.wake_event.wait(interval)
             self.wake_event.clear()
             return
+        busy_interval = self.config['interval']
+        next_break_look = busy_interval if interval > busy_interval else None
         waited = 0.0
         while waited < interval and not self.stopping:
             slice_seconds = min(watch, interval - waited)
@@ -127,6 +134,10 @@ class Daemon(object):
             if reason:
                 self.controller.wake(reason)
                 break
+            if next_break_look is not None and waited >= next_break_look:
+                if self.controller.sharing.broken_since_step():
+                    break  # a step now (no wake reason: the rate follows the breaks, no sweep of /proc is needed)
+                next_break_look += busy_interval
         self.wake_event.clear()
 
     def start_watching(self):

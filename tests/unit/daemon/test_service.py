@@ -10,7 +10,9 @@ import json
 import signal
 
 from ansible_collections.pagefusion.core.daemon.pagefusiond.config import load_config
+from ansible_collections.pagefusion.core.daemon.pagefusiond.realsaving import parse_cow_ksm
 from ansible_collections.pagefusion.core.daemon.pagefusiond.service import Daemon
+from ansible_collections.pagefusion.core.tests.unit.daemon.churn_sim import ChurnKernel
 from ansible_collections.pagefusion.core.tests.unit.daemon.sim import NeverWoken, SimKernel, make_config
 
 
@@ -171,3 +173,39 @@ def test_process_watch_poll_is_named_in_the_log(tmp_path):
     daemon.start_watching()
     assert logs == ['watching for new mergeable memory: every process (poll) every 0.25s; '
                     'every process every 10s in the idle and steady phases']
+
+
+def test_a_quiet_steady_host_steps_every_quiet_interval_and_a_break_brings_the_step_forward(tmp_path):
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'))
+    kernel = ChurnKernel(tmp_path)
+    for pid in (1901, 1902):
+        kernel.add_process(pid, mib=64)
+    waiter = NeverWoken()
+    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter)
+    daemon.run_step()
+    daemon.run_step()  # two readings of cow_ksm, no write between: no break rate, a quiet host
+    daemon.controller.phase = 'steady'
+    assert daemon.controller.sharing.quiet() and daemon.interval() == 10.0
+    daemon.pause()
+    # nothing new, nothing broken: quiet_interval (10 s) in slices of watch_interval, cow_ksm looked at every 2 s
+    assert waiter.waits == [0.25] * 40
+    del waiter.waits[:]
+    kernel.cow += 63
+    kernel._write_vmstat()
+    daemon.pause()
+    assert len(waiter.waits) == 40  # fewer than 64 broken pages: not worth a step
+    del waiter.waits[:]
+    kernel.cow += 1
+    kernel._write_vmstat()
+    daemon.pause()
+    assert waiter.waits == [0.25] * 8  # 64 broken since the last step: the step comes at the next look (2 s)
+    assert daemon.controller.wake_reason is None  # no sweep of /proc for it
+    daemon.run_step()
+    daemon.controller.phase = 'steady'
+    assert not daemon.controller.sharing.quiet() and daemon.interval() == 2.0  # breaking: back to interval
+
+
+def test_parse_cow_ksm_reads_the_counter_and_refuses_garbage():
+    assert parse_cow_ksm(b'nr_free_pages 5\ncow_ksm 1234\nksm_swpin_copy 0\n') == 1234
+    assert parse_cow_ksm(b'nr_free_pages 5\ncow_ksm 77') == 77
+    assert parse_cow_ksm(b'nr_free_pages 5\n') is None and parse_cow_ksm(b'x\ncow_ksm x\n') is None
