@@ -38,18 +38,6 @@ QUIET_BREAKS_PER_SECOND = 1.0
 WAKE_BREAKS = 64
 
 
-def parse_cow_ksm(text):
-    """``cow_ksm`` of /proc/vmstat text (bytes), or None when the kernel has no such counter."""
-    start = text.find(b'\ncow_ksm ')
-    if start < 0:
-        return None
-    end = text.find(b'\n', start + 9)
-    try:
-        return int(text[start + 9:end if end >= 0 else len(text)])
-    except ValueError:
-        return None
-
-
 def steady_pass_seconds(config, breaks_per_second, saved_pages):
     """Seconds one steady pass should take so that broken sharing costs at most ``steady_loss_percent`` of the saving.
 
@@ -93,11 +81,16 @@ class SharingMonitor(object):
         """Whether writes broke at least ``WAKE_BREAKS`` shared pages since the last step (one pread of /proc/vmstat)."""
         if self.cow_ksm is None:
             return False
-        try:
-            cow = parse_cow_ksm(self.vmstat.read())
-        except OSError:
-            return False
+        cow = self.read_cow_ksm()
         return cow is not None and cow - self.cow_ksm >= WAKE_BREAKS
+
+    def read_cow_ksm(self):
+        """``cow_ksm`` now (one pread of /proc/vmstat, kept open), or None: no such counter, or unreadable."""
+        try:
+            text = self.vmstat.read()
+        except OSError:
+            return None
+        return _ksm.parse_vmstat_ksm(text.decode('ascii', 'replace')).get('cow_ksm')
 
     def measure(self, now, wall, processes, interval, saved=None):
         """One step: read ``cow_ksm``; sample the real saving of ``processes`` when ``interval`` seconds passed (0: never).
@@ -127,7 +120,7 @@ class SharingMonitor(object):
 
     def measure_breaks(self, now):
         """Read ``cow_ksm`` and update the smoothed break rate."""
-        cow = _ksm.read_vmstat_ksm(self.proc_root).get('cow_ksm')
+        cow = self.read_cow_ksm()
         if cow is None:
             self.cow_ksm = self.breaks_per_second = None
             return

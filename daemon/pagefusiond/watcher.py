@@ -154,9 +154,10 @@ class ProcessWatcher(object):
         """A cheap look between scans: why a step should run now, or None.
 
         With the kernel's counters (:class:`KernelCounters`) it first reads two small files and stops there
-        unless a pid was handed out or anonymous memory moved by ``threshold_pages``; then (and always without
-        them) it reads the resident size of the known mergeable processes and the ksm_stat of pids the last
-        scan did not see, so it can run every fraction of a second. Finds a new process with mergeable
+        unless a pid was handed out or anonymous memory moved by ``threshold_pages``. A new pid alone reads the
+        ksm_stat of pids not looked at since the last scan; moved memory (and every look without the counters)
+        also reads the resident size of the known mergeable processes and every pid the last scan did not see.
+        So it can run every fraction of a second. Finds a new process with mergeable
         memory (kernels whose ksm_stat says ``ksm_mergeable``), or known ones grown by ``threshold_pages``.
         """
         if not self.available or not self.exact:

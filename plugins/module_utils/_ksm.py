@@ -520,17 +520,13 @@ def shared_anon_kb(rollup):
     return max(0, rollup.get('Rss', 0) - rollup.get('Pss', 0))
 
 
-def read_vmstat_ksm(proc_root=DEFAULT_PROC_ROOT):
-    """KSM's event counters in /proc/vmstat: ``{'cow_ksm': N, 'ksm_swpin_copy': N}`` (those present; {} when none).
+def parse_vmstat_ksm(text):
+    """KSM's event counters in the text of /proc/vmstat: ``{'cow_ksm': N, 'ksm_swpin_copy': N}`` (those present; {} when none).
 
     ``cow_ksm`` (where the kernel has it; 6.18 does) counts writes that copied a KSM page: each one broke sharing that
     ksmd's counters keep showing until ksmd visits the page again.
     """
     found = {}
-    try:
-        text = _read_text(os.path.join(proc_root, 'vmstat'))
-    except (IOError, OSError):
-        return found
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] in ('cow_ksm', 'ksm_swpin_copy'):

@@ -170,3 +170,12 @@ def test_real_saving_goes_to_the_state_metrics_and_status(tmp_path):
     assert 'pagefusiond_real_saved_sample_time_seconds ' in text and 'pagefusiond_ksm_cow_total ' in text
     assert 'pagefusiond_steady_pass_seconds ' in text
     assert 'real saving (Rss - Pss): ' in status_text(state, now=h.clock.wall())
+
+
+def test_the_kept_open_vmstat_follows_the_counter_and_a_missing_file(tmp_path):
+    monitor = SharingMonitor(str(tmp_path), PAGE)
+    assert monitor.read_cow_ksm() is None  # no /proc/vmstat (yet)
+    _vmstat(str(tmp_path), 500)
+    assert monitor.read_cow_ksm() == 500
+    _vmstat(str(tmp_path), 564)  # rewritten in place, as the kernel regenerates it: the open file sees the new text
+    assert monitor.read_cow_ksm() == 564

@@ -10,7 +10,6 @@ import json
 import signal
 
 from ansible_collections.pagefusion.core.daemon.pagefusiond.config import load_config
-from ansible_collections.pagefusion.core.daemon.pagefusiond.realsaving import parse_cow_ksm
 from ansible_collections.pagefusion.core.daemon.pagefusiond.service import Daemon
 from ansible_collections.pagefusion.core.tests.unit.daemon.churn_sim import ChurnKernel
 from ansible_collections.pagefusion.core.tests.unit.daemon.sim import NeverWoken, SimKernel, make_config
@@ -203,9 +202,3 @@ def test_a_quiet_steady_host_steps_every_quiet_interval_and_a_break_brings_the_s
     daemon.run_step()
     daemon.controller.phase = 'steady'
     assert not daemon.controller.sharing.quiet() and daemon.interval() == 2.0  # breaking: back to interval
-
-
-def test_parse_cow_ksm_reads_the_counter_and_refuses_garbage():
-    assert parse_cow_ksm(b'nr_free_pages 5\ncow_ksm 1234\nksm_swpin_copy 0\n') == 1234
-    assert parse_cow_ksm(b'nr_free_pages 5\ncow_ksm 77') == 77
-    assert parse_cow_ksm(b'nr_free_pages 5\n') is None and parse_cow_ksm(b'x\ncow_ksm x\n') is None

@@ -277,12 +277,16 @@ def test_smaps_rollup_real_saving_counts_anonymous_pages_only(tmp_path):
     assert _ksm.read_smaps_rollup(42, str(tmp_path)) is None
 
 
-def test_vmstat_ksm_counters(tmp_path):
-    (tmp_path / 'vmstat').write_text('nr_free_pages 12\nksm_swpin_copy 0\ncow_ksm 836385\ncow_ksm_bad x\n')
-    assert _ksm.read_vmstat_ksm(str(tmp_path)) == {'cow_ksm': 836385, 'ksm_swpin_copy': 0}
-    (tmp_path / 'vmstat').write_text('nr_free_pages 12\n')
-    assert _ksm.read_vmstat_ksm(str(tmp_path)) == {}
-    assert _ksm.read_vmstat_ksm(str(tmp_path / 'nowhere')) == {}
+def test_vmstat_ksm_counters():
+    assert _ksm.parse_vmstat_ksm('nr_free_pages 12\nksm_swpin_copy 0\ncow_ksm 836385\ncow_ksm_bad x\n') == {
+        'cow_ksm': 836385, 'ksm_swpin_copy': 0}
+    assert _ksm.parse_vmstat_ksm('nr_free_pages 12\n') == {}
+
+
+def test_parse_vmstat_ksm_reads_the_counter_and_refuses_garbage():
+    assert _ksm.parse_vmstat_ksm('nr_free_pages 5\ncow_ksm 1234\nksm_swpin_copy 0\n')['cow_ksm'] == 1234
+    assert _ksm.parse_vmstat_ksm('nr_free_pages 5\ncow_ksm 77') == {'cow_ksm': 77}
+    assert _ksm.parse_vmstat_ksm('nr_free_pages 5\n') == {} and _ksm.parse_vmstat_ksm('x\ncow_ksm x\n') == {}
 
 
 def _stat_line(pid, comm, ppid, flags, utime=0, stime=0):
