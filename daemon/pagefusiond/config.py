@@ -110,11 +110,15 @@ OPTIONS = dict((o.name, o) for o in (
            0.1, 3600.0),
     Option('watch_interval', 'float', 0.25,
            'between those steps, seconds between cheap looks for new mergeable processes (0: off)', 0.0, 3600.0),
+    Option('still_watch_interval', 'float', 1.0,
+           'seconds between those cheap looks once the last pid and the anonymous memory of the host have not moved '
+           'for 10 s (a wake-up costs more than the look itself); the next movement brings back watch_interval',
+           0.0, 3600.0),
     Option('process_watch', 'choice', 'counters',
            "what a cheap look reads: 'counters' (the kernel's last pid and anonymous memory, then the processes only "
            "when those moved) or 'poll' (the known processes' sizes and every new pid, each time)",
            choices=('counters', 'poll')),
-    Option('sweep_interval', 'float', 30.0,
+    Option('sweep_interval', 'float', 60.0,
            'seconds between full looks at every process in the idle and steady phases (the safety net for memory '
            'marked mergeable later); a wake-up or growth spotted in between looks at once', 1.0, 86400.0),
     Option('boost_interval', 'float', 0.25, 'seconds between control steps in the boost and settle phases', 0.05, 60.0),

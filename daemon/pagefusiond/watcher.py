@@ -15,11 +15,6 @@ SMAPS_NOTE = ('cannot read /proc/<pid>/smaps (ptrace access; CAP_SYS_PTRACE miss
               'mergeable memory is estimated from the resident size')
 
 
-def _read(path):
-    with open(path, 'r') as handle:
-        return handle.read()
-
-
 def is_mergeable(stat):
     """Whether a process's ksm_stat says it has mergeable memory: True, False, or None (an exiting process).
 
@@ -62,6 +57,7 @@ class ProcessWatcher(object):
         self.exact = True
         self.first_scan = True
         self.notes = set()  # conditions the controller logs once
+        self.moved = True  # whether the last cheap look saw the kernel's counters move (always, without them)
 
     def signal_name(self):
         """What the cheap looks between scans watch (for the log and the state file)."""
@@ -75,13 +71,13 @@ class ProcessWatcher(object):
 
     def _resident(self, pid):
         try:
-            return int(_read(os.path.join(self.proc_root, str(pid), 'statm')).split()[1])
+            return int(_ksm.read_proc_text(os.path.join(self.proc_root, str(pid), 'statm')).split()[1])
         except (IOError, OSError, ValueError, IndexError):
             return None
 
     def _estimate(self, pid):
         try:
-            return _ksm.mergeable_rss_pages(_read(os.path.join(self.proc_root, str(pid), 'smaps')), self.page_size)
+            return _ksm.mergeable_rss_pages(_ksm.read_proc_text(os.path.join(self.proc_root, str(pid), 'smaps')), self.page_size)
         except (IOError, OSError):
             return None
 
@@ -160,12 +156,14 @@ class ProcessWatcher(object):
         So it can run every fraction of a second. Finds a new process with mergeable
         memory (kernels whose ksm_stat says ``ksm_mergeable``), or known ones grown by ``threshold_pages``.
         """
+        self.moved = True
         if not self.available or not self.exact:
             return None
         moved = 'pid+memory'
         if self.counters is not None:
             moved = self.counters.moved(threshold_pages * self.page_size // 1024)
             if not moved:
+                self.moved = False
                 return None  # no new pid and no anonymous memory moved: nothing a closer look could find
         pids = self._pids()
         gone = set(self.known).difference(pids)

@@ -405,8 +405,13 @@ _KSM_STAT_KEYS = {
 }
 
 
+_INT = re.compile(r'^[+-]?\d+$')
+# One ksm_stat line: "ksm_rmap_items 64" (numbers) or "ksm_mergeable: yes" (flags, Linux 6.8+).
+_STAT_LINE = re.compile(r'^[ \t]*([A-Za-z0-9_]+)[ \t]*:?[ \t]*(.*?)[ \t]*$', re.MULTILINE)
+
+
 def _parse_stat_value(text):
-    if re.match(r'^[+-]?\d+$', text):
+    if _INT.match(text):
         return int(text)
     word = text.lower()
     if word == 'yes':
@@ -418,18 +423,23 @@ def _parse_stat_value(text):
 
 def parse_ksm_stat(text):
     """Parse ``/proc/<pid>/ksm_stat``: ``key N`` lines and ``key: yes|no`` lines, unknown keys kept as they are."""
-    result = {}
-    for line in text.splitlines():
-        match = re.match(r'^\s*([A-Za-z0-9_]+)\s*:?\s*(.*?)\s*$', line)
-        if not match or not match.group(1):
-            continue
-        result[match.group(1)] = _parse_stat_value(match.group(2))
-    return result
+    return dict((key, _parse_stat_value(value)) for key, value in _STAT_LINE.findall(text))
 
 
-def _read_text(path):
-    with open(path, 'r') as handle:
-        return handle.read()
+def read_proc_text(path):
+    """A /proc or sysfs file's text. Plain descriptor reads, not a buffered text file object: pagefusiond's sweep
+    reads every process's ksm_stat, and the file object's set-up cost more than the kernel's work."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b''.join(chunks).decode('utf-8', 'replace')
 
 
 def read_process_ksm(pid, proc_root=DEFAULT_PROC_ROOT):
@@ -444,7 +454,7 @@ def read_process_ksm(pid, proc_root=DEFAULT_PROC_ROOT):
     result = dict((name, None) for name in _KSM_STAT_KEYS.values())
     result['other'] = {}
     try:
-        parsed = parse_ksm_stat(_read_text(os.path.join(base, 'ksm_stat')))
+        parsed = parse_ksm_stat(read_proc_text(os.path.join(base, 'ksm_stat')))
     except (IOError, OSError):
         parsed = None
     if parsed is not None:
@@ -456,7 +466,7 @@ def read_process_ksm(pid, proc_root=DEFAULT_PROC_ROOT):
         result['source'] = 'ksm_stat'
         return result
     try:
-        result['merging_pages'] = int(_read_text(os.path.join(base, 'ksm_merging_pages')).strip())
+        result['merging_pages'] = int(read_proc_text(os.path.join(base, 'ksm_merging_pages')).strip())
     except (IOError, OSError, ValueError):
         return None
     result['source'] = 'ksm_merging_pages'
@@ -503,7 +513,7 @@ def parse_smaps_rollup(text):
 def read_smaps_rollup(pid, proc_root=DEFAULT_PROC_ROOT):
     """``{name: kB}`` of /proc/<pid>/smaps_rollup, or None (process gone, no ptrace access, kernel before 4.14)."""
     try:
-        return parse_smaps_rollup(_read_text(os.path.join(proc_root, str(pid), 'smaps_rollup')))
+        return parse_smaps_rollup(read_proc_text(os.path.join(proc_root, str(pid), 'smaps_rollup')))
     except (IOError, OSError):
         return None
 
@@ -551,9 +561,9 @@ def find_ksmd_pid(proc_root=DEFAULT_PROC_ROOT):
     for entry in sorted((e for e in entries if e.isdigit()), key=int):
         base = os.path.join(proc_root, entry)
         try:
-            if _read_text(os.path.join(base, 'comm')).strip() != 'ksmd':
+            if read_proc_text(os.path.join(base, 'comm')).strip() != 'ksmd':
                 continue
-            fields = _split_proc_stat(_read_text(os.path.join(base, 'stat')))
+            fields = _split_proc_stat(read_proc_text(os.path.join(base, 'stat')))
         except (IOError, OSError, ValueError):
             continue
         # Field 9 is flags (index 6 here); a kernel thread has PF_KTHREAD. Field 4 (ppid) is kthreadd (2).
@@ -573,7 +583,7 @@ def read_ksmd_cpu_seconds(pid=None, proc_root=DEFAULT_PROC_ROOT):
             return None
     base = os.path.join(proc_root, str(pid))
     try:
-        return int(_read_text(os.path.join(base, 'schedstat')).split()[0]) / 1e9
+        return int(read_proc_text(os.path.join(base, 'schedstat')).split()[0]) / 1e9
     except (IOError, OSError, ValueError, IndexError):
         pass
     return read_process_cpu_seconds(pid, proc_root)
@@ -582,7 +592,7 @@ def read_ksmd_cpu_seconds(pid=None, proc_root=DEFAULT_PROC_ROOT):
 def read_process_cpu_seconds(pid, proc_root=DEFAULT_PROC_ROOT):
     """utime+stime of a process (all its threads) from /proc/<pid>/stat, in seconds (``pid`` may be ``self``); None if unknown."""
     try:
-        fields = _split_proc_stat(_read_text(os.path.join(proc_root, str(pid), 'stat')))
+        fields = _split_proc_stat(read_proc_text(os.path.join(proc_root, str(pid), 'stat')))
         ticks = int(fields[11]) + int(fields[12])  # fields 14 and 15
         return float(ticks) / os.sysconf('SC_CLK_TCK')
     except (IOError, OSError, ValueError, IndexError):
@@ -622,7 +632,8 @@ class KsmSysfs(object):
     def files(self):
         """The names of the files in the KSM directory (feature detection)."""
         self.require()
-        return sorted(name for name in os.listdir(self.root) if os.path.isfile(os.path.join(self.root, name)))
+        with os.scandir(self.root) as entries:  # the directory entry's type: no stat() per file
+            return sorted(entry.name for entry in entries if entry.is_file())
 
     def path(self, name):
         return os.path.join(self.root, name)
@@ -632,7 +643,7 @@ class KsmSysfs(object):
         return parse_value(name, self._read_raw(name))
 
     def _read_raw(self, name):
-        return _read_text(self.path(name))
+        return read_proc_text(self.path(name))
 
     def _read_many(self, names):
         values = {}

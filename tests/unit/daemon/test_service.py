@@ -96,6 +96,68 @@ def test_pause_in_steady_wakes_early_for_a_newcomer(tmp_path):
     assert state['phase'] == 'boost'
 
 
+class ClockedWaiter(NeverWoken):
+    """A wake event whose waits time out and move a clock on by their timeout."""
+
+    def __init__(self):
+        NeverWoken.__init__(self)
+        self.now = 1000.0
+
+    def clock(self):
+        return self.now
+
+    def wait(self, timeout):
+        self.now += timeout
+        return NeverWoken.wait(self, timeout)
+
+
+def test_a_host_at_rest_is_looked_at_every_still_watch_interval_until_something_moves(tmp_path):
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'), interval='20', quiet_interval='20')
+    kernel = SimKernel(tmp_path)
+    for pid in (1711, 1712):
+        kernel.add_process(pid, mib=64)
+    waiter = ClockedWaiter()
+    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter,
+                    clock=waiter.clock)
+    daemon.run_step()
+    daemon.controller.phase = 'steady'
+    daemon.pause()
+    # the phase just changed: watch_interval for 10 s, then (nothing moved) still_watch_interval, 1 s
+    assert waiter.waits == [0.25] * 40 + [1.0] * 10
+    assert daemon.controller.wake_reason is None
+    del waiter.waits[:]
+    daemon.pause()
+    assert waiter.waits == [1.0] * 20  # still at rest: a look a second
+    del waiter.waits[:]
+    kernel.add_process(1713, mib=64)
+    daemon.pause()
+    assert waiter.waits == [1.0]  # the next look finds it
+    assert daemon.controller.wake_reason == 'new mergeable process 1713'
+    assert daemon.run_step()['phase'] == 'boost'
+
+
+def test_a_moving_host_keeps_the_fast_looks(tmp_path):
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'), interval='20', quiet_interval='20')
+    kernel = SimKernel(tmp_path)
+    kernel.add_process(1721, mib=64)
+    waiter = ClockedWaiter()
+    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter,
+                    clock=waiter.clock)
+    daemon.run_step()
+    daemon.controller.phase = 'steady'
+    daemon.pause()
+    del waiter.waits[:]
+    counters = daemon.controller.watcher.counters
+
+    def fork_on_every_look(timeout):
+        counters.last_pid -= 1  # as if a new pid was handed out since the last look (nothing mergeable)
+        return ClockedWaiter.wait(waiter, timeout)
+    waiter.wait = fork_on_every_look
+    daemon.pause()
+    assert waiter.waits[0] == 1.0 and set(waiter.waits[1:]) == {0.25}  # the first pid seen brings back 0.25 s
+    assert daemon.controller.wake_reason is None
+
+
 def test_pause_without_watching_waits_the_interval_once(tmp_path):
     config = make_config(state_path=str(tmp_path / 'run' / 'state.json'), watch_interval='0')
     kernel = SimKernel(tmp_path)
@@ -159,7 +221,7 @@ def test_watch_sources_start_after_the_first_step_and_are_logged_and_in_the_stat
     watching = [i for i, line in enumerate(logs) if line.startswith('watching for new mergeable memory: ')]
     assert boost and watching and boost[0] < watching[0]
     assert 'kernel counters (/proc/loadavg last pid, /proc/meminfo AnonPages) every 0.25s' in logs[watching[0]]
-    assert 'every process every 30s' in logs[watching[0]]
+    assert 'every process every 60s' in logs[watching[0]]
     sources = daemon.run_step()['watch_sources']
     assert sources and sources == daemon.controller.watch_sources
 
