@@ -114,6 +114,9 @@ OPTIONS = dict((o.name, o) for o in (
            'seconds between those cheap looks once the last pid and the anonymous memory of the host have not moved '
            'for 10 s (a wake-up costs more than the look itself); the next movement brings back watch_interval',
            0.0, 3600.0),
+    Option('process_connector', 'bool', True,
+           'wake up for a look when a process starts, through the kernel process connector (netlink; needs '
+           'CAP_NET_ADMIN in the initial namespaces, else the timed looks alone)'),
     Option('process_watch', 'choice', 'counters',
            "what a cheap look reads: 'counters' (the kernel's last pid and anonymous memory, then the processes only "
            "when those moved) or 'poll' (the known processes' sizes and every new pid, each time)",

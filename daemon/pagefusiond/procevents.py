@@ -13,15 +13,23 @@ Two small files tell pagefusiond, between its sweeps of /proc, whether a closer 
   a process filling what it marked mergeable) and shrinks when they exit or free it.
 
 Reading both costs a few tens of microseconds and needs no privilege, capability or network
-namespace (unlike the netlink process connector, which needs CAP_NET_ADMIN in the initial network
-namespace and an AF_NETLINK socket that the hardened unit's ``RestrictAddressFamilies`` refuses, and
-which wakes the reader on every fork of the host). What the counters cannot see, a process that marks
-memory it already has mergeable (madvise, prctl) without faulting in more, the slow sweep finds.
+namespace. What the counters cannot see, a process that marks memory it already has mergeable
+(madvise, prctl) without faulting in more, the slow sweep finds.
+
+The kernel process connector (:class:`ProcConnector`, a netlink socket) tells the daemon when a process
+starts, so a host at rest needs no look at all to notice one; it needs CAP_NET_ADMIN in the initial user and
+network namespaces (refused in containers), and on a host that forks all the time it would wake the daemon
+too often, so it gives way to the timed looks there.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
+import struct
+import threading
+import time
 
 LOADAVG = 'loadavg'
 MEMINFO = 'meminfo'
@@ -116,3 +124,130 @@ class KernelCounters(object):
             reasons.append('memory')
             self.anon_kib = anon
         return '+'.join(reasons) or None
+
+
+# The kernel process connector (linux/connector.h, linux/cn_proc.h): netlink messages on every fork, exec and exit.
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+PROC_CN_MCAST_LISTEN = 1
+NLMSG_DONE = 3
+PROC_EVENT_FORK = 0x00000001
+PROC_EVENT_EXEC = 0x00000002
+_NLMSG = struct.Struct('=IHHII')       # len, type, flags, seq, pid
+_CN_MSG = struct.Struct('=IIIIHH')     # idx, val, seq, ack, len, flags
+_EVENT = struct.Struct('=IIQ')         # what, cpu, timestamp_ns
+_FORK = struct.Struct('=IIII')         # parent pid, parent tgid, child pid, child tgid
+# A host that forks more than this many processes in ``RATE_WINDOW`` seconds is cheaper to look at on a timer.
+RATE_LIMIT = 500
+RATE_WINDOW = 10.0
+
+
+def count_new_processes(data):
+    """New processes (forks of a whole process, not threads; execs) in one netlink datagram of the connector."""
+    count = 0
+    offset = 0
+    while offset + _NLMSG.size <= len(data):
+        length = _NLMSG.unpack_from(data, offset)[0]
+        event = offset + _NLMSG.size + _CN_MSG.size
+        if length < _NLMSG.size or event + _EVENT.size > len(data):
+            break
+        what = _EVENT.unpack_from(data, event)[0]
+        if what == PROC_EVENT_EXEC:
+            count += 1
+        elif what == PROC_EVENT_FORK and event + _EVENT.size + _FORK.size <= len(data):
+            child_pid, child_tgid = _FORK.unpack_from(data, event + _EVENT.size)[2:]
+            count += child_pid == child_tgid  # a thread (QEMU starts many) shares its process's memory
+        offset += (length + 3) & ~3  # NLMSG_ALIGN
+    return count
+
+
+class ProcConnector(object):
+    """Wakes the daemon when a process starts, through the kernel process connector: no look until one does.
+
+    Needs CAP_NET_ADMIN in the initial user and network namespaces and an AF_NETLINK socket (the unit allows
+    both); elsewhere (a container, an unprivileged run) :meth:`open` says why not and the daemon keeps its timed
+    looks. ``on_new`` runs in the connector's thread, at most once every ``gap`` seconds; a host that starts more
+    than ``RATE_LIMIT`` processes in ``RATE_WINDOW`` seconds is looked at on the timer instead (the thread stops).
+    """
+
+    name = 'the kernel process connector (fork and exec)'
+
+    def __init__(self, on_new, log, gap=0.25, clock=time.monotonic):
+        self.on_new = on_new
+        self.log = log
+        self.gap = gap
+        self.clock = clock
+        self.sock = None
+        self.error = None
+        self.stopped = False
+
+    def open(self):
+        """Subscribe to the connector; False (``error`` says why) when the kernel or the sandbox refuses."""
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        except (OSError, AttributeError, ValueError) as err:
+            self.error = 'no netlink connector socket (%s)' % err
+            return False
+        try:
+            sock.bind((0, CN_IDX_PROC))
+            listen = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, 4, 0) + struct.pack('=I', PROC_CN_MCAST_LISTEN)
+            sock.send(_NLMSG.pack(_NLMSG.size + len(listen), NLMSG_DONE, 0, 0, 0) + listen)
+        except OSError as err:
+            sock.close()
+            self.error = 'the process connector refused the subscription (%s; it needs CAP_NET_ADMIN in the ' \
+                         'initial namespaces)' % err
+            return False
+        self.sock = sock
+        return True
+
+    def start(self):
+        """Open and start the thread; False when the connector cannot be used."""
+        if not self.open():
+            return False
+        threading.Thread(target=self._run, name='proc-connector', daemon=True).start()
+        return True
+
+    def _run(self):
+        window_start, events = self.clock(), 0
+        while not self.stopped:
+            try:
+                data = self.sock.recv(65536)
+            except OSError as err:
+                if err.errno == errno.ENOBUFS:  # the kernel dropped events: something started
+                    self.on_new()
+                    continue
+                if not self.stopped:
+                    self.log('process connector: %s: looking on the timer only' % err)
+                break
+            new = count_new_processes(data)
+            if not new:
+                continue
+            now = self.clock()
+            if now - window_start > RATE_WINDOW:
+                window_start, events = now, 0
+            events += new
+            if events > RATE_LIMIT:
+                self.log('process connector: more than %d processes started in %gs: looking on the timer only' % (
+                    RATE_LIMIT, RATE_WINDOW))
+                break
+            self.on_new()
+            time.sleep(self.gap)  # what starts meanwhile waits in the socket: one look covers it
+            self._drain()
+        self.close()
+
+    def _drain(self):
+        while True:
+            try:
+                self.sock.recv(65536, socket.MSG_DONTWAIT)
+            except OSError:
+                return
+
+    def close(self):
+        self.stopped = True
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None

@@ -18,6 +18,7 @@ from .config import ConfigError, load_config
 from .controller import Controller
 from .events import LibvirtEvents
 from .outputs import ensure_dir, render_metrics, state_json, write_atomic
+from .procevents import ProcConnector
 
 
 # Keys a running daemon cannot switch: the snapshot lives next to the state file, the event thread holds its URI.
@@ -52,6 +53,8 @@ class Daemon(object):
         self.reload_wanted = False
         self.output_errors = set()
         self.events = None
+        self.connector = None
+        self.nudged = False
         self.watching = False
 
     # signals only set flags; the loop acts on them
@@ -61,6 +64,11 @@ class Daemon(object):
 
     def on_hup(self, signum, frame):
         self.reload_wanted = True
+        self.wake_event.set()
+
+    def on_new_process(self):
+        """The process connector saw a process start (called from its thread): a cheap look now."""
+        self.nudged = True
         self.wake_event.set()
 
     def on_event(self, reason):
@@ -149,9 +157,15 @@ class Daemon(object):
         waited = 0.0
         while waited < interval and not self.stopping:
             slice_seconds = min(self.watch_slice(self.clock()), interval - waited)
+            started = self.clock()
             if self.wake_event.wait(slice_seconds):
-                break
-            waited += slice_seconds
+                if not self.nudged or self.stopping or self.reload_wanted or self.controller.wake_reason:
+                    break  # a signal or a libvirt event: the step now
+                self.wake_event.clear()  # a process started (process connector): a look now, then wait on
+                waited += min(slice_seconds, max(0.0, self.clock() - started))
+            else:
+                waited += slice_seconds
+            self.nudged = False
             reason = self.controller.spot()
             if getattr(self.controller.watcher, 'moved', True):
                 self.last_motion = self.clock()
@@ -177,8 +191,20 @@ class Daemon(object):
             else:
                 self.events = None
         watch = self.config['watch_interval']
+        if watch and self.config.get('process_connector'):
+            self.connector = ProcConnector(self.on_new_process, self.log, gap=watch)
+            if self.connector.start():
+                sources.append(self.connector.name)
+            else:
+                self.log('%s unavailable: %s' % (self.connector.name, self.connector.error))
+                self.connector = None
         if watch:
-            sources.append('%s every %gs' % (self.controller.watcher.signal_name(), watch))
+            still = max(watch, self.config.get('still_watch_interval') or 0)
+            if getattr(self.controller.watcher, 'counters', None) is None:
+                still = watch  # polling: every look reads the processes and counts as movement
+            sources.append('%s every %gs (every %gs after %gs at rest)' % (
+                self.controller.watcher.signal_name(), watch, still, STILL_AFTER) if still > watch else
+                '%s every %gs' % (self.controller.watcher.signal_name(), watch))
         sources.append('every process every %gs in the idle and steady phases' % self.config['sweep_interval'])
         self.controller.watch_sources = sources
         self.log('watching for new mergeable memory: %s' % '; '.join(sources))
@@ -199,6 +225,8 @@ class Daemon(object):
         self.write_outputs(self.controller.stopped_state())
         if self.events:
             self.events.stop()
+        if self.connector:
+            self.connector.close()
         self.log('stopped')
 
     def run(self, install_signals=True):

@@ -223,7 +223,7 @@ class SimKernel(object):
 
 
 def make_config(**overrides):
-    raw = {'libvirt_uri': '', 'metrics_path': ''}
+    raw = {'libvirt_uri': '', 'metrics_path': '', 'process_connector': 'false'}  # the real connector: test_procevents
     raw.update(overrides)
     return validate_config(raw)
 

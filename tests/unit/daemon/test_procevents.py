@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import struct
 
-from ansible_collections.pagefusion.core.daemon.pagefusiond.procevents import KernelCounters, parse_anon_pages, parse_last_pid
+from ansible_collections.pagefusion.core.daemon.pagefusiond.procevents import (
+    RATE_LIMIT, RATE_WINDOW, KernelCounters, ProcConnector, count_new_processes, parse_anon_pages, parse_last_pid)
+from ansible_collections.pagefusion.core.daemon.pagefusiond.service import Daemon
 from ansible_collections.pagefusion.core.daemon.pagefusiond import watcher as watcher_module
 from ansible_collections.pagefusion.core.daemon.pagefusiond.watcher import ProcessWatcher
 from ansible_collections.pagefusion.core.tests.unit.daemon.sim import PAGE, Harness, make_config
@@ -126,3 +130,102 @@ def test_a_fork_alone_reads_only_the_new_pid_once_and_memory_growth_reads_it_aga
     h.kernel._write_counters()
     assert watcher.spot(THRESHOLD) == 'new mergeable process 2600'
     assert sizes and stats[-1] == 2600  # the known guests' sizes are read again too (until the newcomer is found)
+
+
+def connector_message(what, *data):
+    """One netlink datagram of the process connector: nlmsghdr, cn_msg, proc_event header and its data."""
+    event = struct.pack('=IIQ', what, 0, 123456789) + struct.pack('=%dI' % len(data), *data)
+    body = struct.pack('=IIIIHH', 1, 1, 0, 0, len(event), 0) + event
+    return struct.pack('=IHHII', 16 + len(body), 3, 0, 0, 0) + body
+
+
+FORK = 0x00000001
+EXEC = 0x00000002
+EXIT = 0x80000000
+
+
+def test_the_connector_counts_process_starts_not_threads_nor_exits():
+    process_fork = connector_message(FORK, 100, 100, 2001, 2001)
+    thread_fork = connector_message(FORK, 2001, 2001, 2002, 2001)  # a QEMU vCPU thread: same thread group
+    assert count_new_processes(process_fork) == 1
+    assert count_new_processes(thread_fork) == 0
+    assert count_new_processes(connector_message(EXEC, 2001, 2001)) == 1
+    assert count_new_processes(connector_message(EXIT, 2001, 2001, 0, 17, 0, 0)) == 0
+    assert count_new_processes(process_fork + thread_fork + connector_message(EXEC, 2001, 2001)) == 2
+    assert count_new_processes(b'') == 0 and count_new_processes(process_fork[:30]) == 0
+
+
+class FakeSocket(object):
+    """Hands out the datagrams given, then raises ``last`` (an OSError) for every blocking receive."""
+
+    def __init__(self, datagrams, last):
+        self.datagrams = list(datagrams)
+        self.last = last
+        self.closed = False
+
+    def recv(self, size, flags=0):
+        if flags:  # the drain after a wake-up: nothing queued
+            raise BlockingIOError(errno.EAGAIN, 'nothing queued')
+        if self.datagrams:
+            return self.datagrams.pop(0)
+        raise self.last
+
+    def close(self):
+        self.closed = True
+
+
+def run_connector(datagrams, last):
+    woken, logs = [], []
+    connector = ProcConnector(lambda: woken.append(1), logs.append, gap=0)
+    connector.sock = FakeSocket(datagrams, last)
+    connector._run()  # pylint: disable=protected-access
+    return woken, logs, connector
+
+
+def test_the_connector_wakes_on_process_starts_and_on_lost_events_and_stops_on_errors():
+    datagrams = [connector_message(FORK, 1, 1, 3001, 3001), connector_message(FORK, 3001, 3001, 3002, 3001)]
+    woken, logs, connector = run_connector(datagrams + [connector_message(EXEC, 3001, 3001)], OSError(errno.EBADF, 'gone'))
+    assert woken == [1, 1]  # the fork and the exec, not the thread
+    assert logs == ['process connector: [Errno 9] gone: looking on the timer only']
+    assert connector.sock is None and connector.stopped
+
+
+def test_a_host_that_forks_all_the_time_is_looked_at_on_the_timer():
+    forks = [connector_message(FORK, 1, 1, 4000 + i, 4000 + i) for i in range(RATE_LIMIT + 5)]
+    woken, logs, connector = run_connector(forks, OSError(errno.EBADF, 'not reached'))
+    assert len(woken) == RATE_LIMIT
+    assert logs == ['process connector: more than %d processes started in %gs: looking on the timer only' % (
+        RATE_LIMIT, RATE_WINDOW)]
+    assert connector.stopped
+
+
+def test_a_nudge_from_the_connector_looks_at_once_and_keeps_waiting(tmp_path):
+    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'))
+    h = Harness(tmp_path)
+    for pid in (5001, 5002):
+        h.kernel.add_process(pid, mib=64)
+
+    class NudgedOnce(object):
+        def __init__(self):
+            self.waits = []
+
+        def wait(self, timeout):
+            self.waits.append(timeout)
+            if len(self.waits) == 1:
+                h.kernel.add_process(5003, mib=64)  # a process starts; the connector's thread nudges the loop
+                daemon.nudged = True
+                return True
+            return False
+
+        def set(self):
+            pass
+
+        def clear(self):
+            pass
+    waiter = NudgedOnce()
+    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=h.kernel.sysfs(), log=lambda m: None, waiter=waiter)
+    daemon.run_step()
+    daemon.controller.phase = 'steady'
+    daemon.pause()
+    assert waiter.waits == [0.25]  # the nudge's look found it: no further wait
+    assert daemon.controller.wake_reason == 'new mergeable process 5003' and not daemon.nudged
