@@ -132,6 +132,9 @@ OPTIONS = dict((o.name, o) for o in (
     Option('boost_min_passes', 'int', 2, 'full scans a boost lasts before the daemon checks whether sharing still grows', 1, 100),
     Option('boost_max_seconds', 'float', 120.0, 'longest boost (with settle); then steady regardless', 1.0, 86400.0),
     Option('settle_passes', 'int', 1, 'consecutive quiet full scans that end the settle phase', 1, 100),
+    Option('settle_scan_percent', 'float', 25.0,
+           'share of a pass (percent of the mergeable pages, counted by KSM pages_scanned) that ksmd scans in the '
+           'settle phase without new sharing before the daemon goes steady; 100: a whole pass', 1.0, 100.0),
     Option('settle_threshold_percent', 'float', 1.0,
            'a full scan is quiet when the saving grew by less than this percent of the mergeable pages', 0.0, 100.0),
     Option('steady_mode', 'choice', 'rate', "'rate' (the daemon's own slow rate) or 'advisor' (the kernel's scan-time advisor)",

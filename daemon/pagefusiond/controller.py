@@ -135,6 +135,7 @@ class Controller(object):
             estimate=max(procs['pages'], tracked) if available else tracked,
             saved=data['saved_pages'],
             full_scans=counters.get('full_scans', 0),
+            scanned=counters.get('pages_scanned'),
             new=tuple(procs['new']),
             wake=self.wake_reason,
         )

@@ -29,7 +29,8 @@ Observation = namedtuple('Observation', [
     'full_scans',  # KSM full_scans
     'new',        # pids of processes that appeared with mergeable memory
     'wake',       # why something woke the daemon (a libvirt event, a spotted process), or None
-])
+    'scanned',    # KSM pages_scanned (None on kernels before 6.9 that do not count it)
+], defaults=(None,))
 
 # Each transition is (phase before, phase after, reason); ``note`` is a debug line, or None.
 Decision = namedtuple('Decision', ['phase', 'transitions', 'note'])
@@ -50,6 +51,7 @@ class PhaseMachine(object):
         self.boost_scans = None
         self.pass_scans = None
         self.pass_saved = None
+        self.pass_scanned = None  # pages_scanned where the part of a pass that settle looks at began
         self.quiet_passes = 0
         self.known_pages = 0
         self.boosts = 0
@@ -105,16 +107,38 @@ class PhaseMachine(object):
         self.known_pages = obs.basis
 
     def _follow_passes(self, obs, config):
-        """Boost ends after ``boost_min_passes`` full scans; settle after ``settle_passes`` quiet ones."""
+        """Boost ends after ``boost_min_passes`` full scans; settle after ``settle_passes`` quiet ones.
+
+        Where KSM counts ``pages_scanned``, a settle pass is quiet as soon as ksmd has scanned
+        ``settle_scan_percent`` of the mergeable pages without the saving growing (by more than
+        ``settle_threshold_percent`` scaled to that part): the boost's last pass merged what was
+        there to merge, and confirming it over a whole pass would cost a whole pass of ksmd's CPU.
+        """
         scans, saved = obs.full_scans, obs.saved
         if self.phase == 'boost' and scans - self.boost_scans >= config['boost_min_passes']:
             self._enter('settle', '%d full scans done' % (scans - self.boost_scans), obs.now)
-            self.pass_scans, self.pass_saved, self.quiet_passes = scans, saved, 0
-        elif self.phase == 'settle' and scans > self.pass_scans:
-            growth = saved - self.pass_saved
-            quiet = growth < max(1.0, obs.estimate * config['settle_threshold_percent'] / 100.0)
-            self.quiet_passes = self.quiet_passes + 1 if quiet else 0
-            self._note = 'settle: a full scan added %d saved pages (quiet passes: %d)' % (growth, self.quiet_passes)
-            self.pass_scans, self.pass_saved = scans, saved
-            if self.quiet_passes >= config['settle_passes']:
-                self._enter('steady', 'full scans stopped finding new sharing (%d pages saved)' % saved, obs.now)
+            self.pass_scans, self.pass_saved, self.pass_scanned, self.quiet_passes = scans, saved, obs.scanned, 0
+            return
+        if self.phase != 'settle':
+            return
+        part = self._settle_part(obs, config)
+        if scans <= self.pass_scans and part is None:
+            return
+        share = 1.0 if scans > self.pass_scans else part
+        growth = saved - self.pass_saved
+        quiet = growth < max(1.0, share * obs.estimate * config['settle_threshold_percent'] / 100.0)
+        self.quiet_passes = self.quiet_passes + 1 if quiet else 0
+        what = 'a full scan' if scans > self.pass_scans else '%d%% of a pass' % round(share * 100)
+        self._note = 'settle: %s added %d saved pages (quiet passes: %d)' % (what, growth, self.quiet_passes)
+        self.pass_scans, self.pass_saved, self.pass_scanned = scans, saved, obs.scanned
+        if self.quiet_passes >= config['settle_passes']:
+            self._enter('steady', '%s stopped finding new sharing (%d pages saved)' % (
+                'full scans' if what == 'a full scan' else 'ksmd scanned ' + what + ' and', saved), obs.now)
+
+    def _settle_part(self, obs, config):
+        """The share of a pass scanned since the settle's look began, once it reached ``settle_scan_percent``."""
+        wanted = config.get('settle_scan_percent', 100) / 100.0
+        if wanted >= 1.0 or obs.scanned is None or self.pass_scanned is None or obs.estimate <= 0:
+            return None
+        part = (obs.scanned - self.pass_scanned) / float(obs.estimate)
+        return part if part >= wanted else None

@@ -67,6 +67,16 @@ TABLE = [
      'settle', None),
     ('settle: a quiet full scan (< 1 % of the mergeable pages)', machine('settle', **SETTLING), observe(full_scans=13, saved=1000 + 655),
      'steady', 'full scans stopped finding new sharing (1655 pages saved)'),
+    # where KSM counts pages_scanned: a quarter of a pass (settle_scan_percent) without growth is enough
+    ('settle: a fifth of a pass scanned, nothing new yet', machine('settle', pass_scanned=50000, **SETTLING),
+     observe(full_scans=12, saved=1000, scanned=50000 + GUEST // 5), 'settle', None),
+    ('settle: a quarter of a pass scanned, quiet (< 1 % of a quarter)', machine('settle', pass_scanned=50000, **SETTLING),
+     observe(full_scans=12, saved=1000 + 163, scanned=50000 + GUEST // 4),
+     'steady', 'ksmd scanned 25% of a pass and stopped finding new sharing (1163 pages saved)'),
+    ('settle: a quarter of a pass that still found sharing', machine('settle', pass_scanned=50000, **SETTLING),
+     observe(full_scans=12, saved=1000 + 164, scanned=50000 + GUEST // 4), 'settle', None),
+    ('settle: settle_scan_percent needs pages_scanned (a kernel before 6.9)', machine('settle', pass_scanned=None, **SETTLING),
+     observe(full_scans=12, saved=1000, scanned=None), 'settle', None),
     ('boost_max_seconds reached while boosting', machine('boost', **BOOSTING), observe(now=90.0 + 120.5, full_scans=11),
      'steady', 'boost_max_seconds (120s) reached'),
     ('boost_max_seconds not yet reached', machine('boost', **BOOSTING), observe(now=90.0 + 120.0, full_scans=11),
@@ -111,6 +121,19 @@ def test_settle_counts_quiet_passes_and_notes_each_one():
     pm.decide(observe(full_scans=15, saved=5000), config)
     decision = pm.decide(observe(full_scans=16, saved=5000), config)
     assert decision.phase == 'steady' and decision.transitions[0][2] == 'full scans stopped finding new sharing (5000 pages saved)'
+
+
+def test_a_partial_settle_look_that_found_sharing_starts_the_next_part_from_there():
+    pm = machine('settle', pass_scanned=0, **SETTLING)
+    decision = pm.decide(observe(full_scans=12, saved=5000, scanned=GUEST // 4), DEFAULTS)
+    assert (decision.phase, pm.quiet_passes, pm.pass_saved, pm.pass_scanned) == ('settle', 0, 5000, GUEST // 4)
+    assert decision.note == 'settle: 25% of a pass added 4000 saved pages (quiet passes: 0)'
+    assert pm.decide(observe(full_scans=12, saved=5000, scanned=GUEST // 2 - 1), DEFAULTS).phase == 'settle'
+    assert pm.decide(observe(full_scans=12, saved=5000, scanned=GUEST // 2), DEFAULTS).phase == 'steady'
+    whole = dict(DEFAULTS, settle_scan_percent=100.0)  # the whole pass, as before
+    pm = machine('settle', pass_scanned=0, **SETTLING)
+    assert pm.decide(observe(full_scans=12, saved=1000, scanned=GUEST - 1), whole).phase == 'settle'
+    assert pm.decide(observe(full_scans=13, saved=1000, scanned=GUEST), whole).phase == 'steady'
 
 
 def test_memory_that_went_away_lowers_the_growth_basis():
