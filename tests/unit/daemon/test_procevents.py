@@ -167,7 +167,10 @@ class FakeSocket(object):
         if flags:  # the drain after a wake-up: nothing queued
             raise BlockingIOError(errno.EAGAIN, 'nothing queued')
         if self.datagrams:
-            return self.datagrams.pop(0)
+            datagram = self.datagrams.pop(0)
+            if isinstance(datagram, OSError):
+                raise datagram
+            return datagram
         raise self.last
 
     def close(self):
@@ -184,8 +187,10 @@ def run_connector(datagrams, last):
 
 def test_the_connector_wakes_on_process_starts_and_on_lost_events_and_stops_on_errors():
     datagrams = [connector_message(FORK, 1, 1, 3001, 3001), connector_message(FORK, 3001, 3001, 3002, 3001)]
-    woken, logs, connector = run_connector(datagrams + [connector_message(EXEC, 3001, 3001)], OSError(errno.EBADF, 'gone'))
-    assert woken == [1, 1]  # the fork and the exec, not the thread
+    lost = OSError(errno.ENOBUFS, 'No buffer space available')  # the kernel dropped events for this socket
+    woken, logs, connector = run_connector(datagrams + [connector_message(EXEC, 3001, 3001), lost],
+                                           OSError(errno.EBADF, 'gone'))
+    assert woken == [1, 1, 1]  # the fork and the exec, not the thread; then the lost events
     assert logs == ['process connector: [Errno 9] gone: looking on the timer only']
     assert connector.sock is None and connector.stopped
 
