@@ -70,8 +70,11 @@ class PhaseMachine(object):
         if obs.trusted and not obs.processes:
             self.known_pages = 0
             self._enter('idle', 'no process has mergeable memory', obs.now)
-        elif self.phase in (None, 'idle') or grown >= max(self.threshold_pages(config), 1):
-            self._boost(obs, grown)
+        elif self.phase in (None, 'idle') or grown >= max(self.threshold_pages(config), 1) or \
+                (obs.new and self.phase == 'steady'):
+            # A new mergeable process boosts however little it holds yet: ksmd's kernel puts it behind its scan
+            # cursor, so the sooner the pass over the others runs, the sooner ksmd reaches the newcomer's pages.
+            self._boost(obs, grown, max(self.threshold_pages(config), 1))
         else:
             if obs.basis < self.known_pages:
                 self.known_pages = obs.basis  # memory went away: measure growth from here
@@ -88,12 +91,14 @@ class PhaseMachine(object):
         self._transitions.append((self.phase, phase, reason))
         self.phase = phase
 
-    def _boost(self, obs, grown):
+    def _boost(self, obs, grown, threshold):
         """New mergeable memory (or the first look at it): boost, counting from this full scan."""
         if self.phase is None:
             why = 'pagefusiond started with mergeable memory present'
         elif self.phase == 'idle':
             why = 'mergeable memory appeared'
+        elif grown < threshold:
+            why = 'a new process has mergeable memory'
         else:
             why = 'mergeable memory grew by %d MiB' % (grown * self.page_size // MIB)
         if obs.new:

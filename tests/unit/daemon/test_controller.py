@@ -85,12 +85,20 @@ def test_newcomer_reboosts_from_steady(tmp_path):
     assert h.clock.now - start <= 5.0
 
 
-def test_small_growth_does_not_boost(tmp_path):
+def test_small_growth_does_not_boost_but_a_new_small_process_does(tmp_path):
     h = Harness(tmp_path)
-    h.kernel.add_process(401)
+    proc = h.kernel.add_process(401)
     h.run(60, until=lambda s: s['phase'] == 'steady')
-    h.kernel.add_process(402, mib=8)  # below new_memory_threshold_mib (32)
+    proc.unique += 8 * 256  # the known guest grows by 8 MiB, below new_memory_threshold_mib (32)
+    h.kernel._write_proc(proc)  # pylint: disable=protected-access
+    h.controller.wake('a look at every process')
     assert h.next_step()['phase'] == 'steady'
+    # A new mergeable process boosts while it is still small (a QEMU that has not filled its memory yet): the
+    # kernel puts it behind ksmd's cursor, so the pass over the others had better start now.
+    h.kernel.add_process(402, mib=8)
+    state = h.next_step()
+    assert state['phase'] == 'boost'
+    assert 'a new process has mergeable memory (new mergeable processes: 402)' in h.logs[-1]
 
 
 def test_vm_gone_goes_idle_without_unmerging(tmp_path):

@@ -51,6 +51,8 @@ TABLE = [
      'boost', 'mergeable memory grew by 32 MiB'),
     ('growth just below the threshold in steady', machine('steady'), observe(basis=GUEST + 32 * MIB_PAGES - 1),
      'steady', None),
+    ('a new mergeable process in steady, however small', machine('steady'), observe(basis=GUEST + 1, new=(202,)),
+     'boost', 'a new process has mergeable memory (new mergeable processes: 202)'),
     ('the last guest went away in steady', machine('steady'), observe(processes=0, basis=0, estimate=0),
      'idle', 'no process has mergeable memory'),
     ('the last guest went away while boosting', machine('boost', **BOOSTING), observe(processes=0, basis=0, estimate=0, full_scans=11),
