@@ -209,10 +209,11 @@ class ProcConnector(object):
         return True
 
     def _run(self):
+        sock = self.sock  # close() from the main thread sets self.sock to None; the closed socket then raises here
         window_start, events = self.clock(), 0
         while not self.stopped:
             try:
-                data = self.sock.recv(65536)
+                data = sock.recv(65536)
             except OSError as err:
                 if err.errno == errno.ENOBUFS:  # the kernel dropped events: something started
                     self.on_new()
@@ -233,13 +234,14 @@ class ProcConnector(object):
                 break
             self.on_new()
             time.sleep(self.gap)  # what starts meanwhile waits in the socket: one look covers it
-            self._drain()
+            self._drain(sock)
         self.close()
 
-    def _drain(self):
+    @staticmethod
+    def _drain(sock):
         while True:
             try:
-                self.sock.recv(65536, socket.MSG_DONTWAIT)
+                sock.recv(65536, socket.MSG_DONTWAIT)
             except OSError:
                 return
 

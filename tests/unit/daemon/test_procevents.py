@@ -234,3 +234,11 @@ def test_a_nudge_from_the_connector_looks_at_once_and_keeps_waiting(tmp_path):
     daemon.pause()
     assert waiter.waits == [0.25]  # the nudge's look found it: no further wait
     assert daemon.controller.wake_reason == 'new mergeable process 5003' and not daemon.nudged
+
+
+def test_a_stop_while_the_connector_waits_between_looks_ends_its_thread_quietly():
+    logs = []
+    connector = ProcConnector(lambda: connector.close(), logs.append, gap=0)  # the daemon stops right after a wake
+    connector.sock = FakeSocket([connector_message(FORK, 1, 1, 6001, 6001)], OSError(errno.EBADF, 'not reached'))
+    connector._run()  # pylint: disable=protected-access
+    assert connector.stopped and connector.sock is None and logs == []
