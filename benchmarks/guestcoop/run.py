@@ -9,7 +9,7 @@ import os
 import threading
 import time
 
-from pagefusion_dev import ksm_lock, ksm_reset
+from pagefusion_dev import ksm_reset
 from pagefusion_dev.daemon_run import DaemonRun
 
 from . import guests, sample
@@ -76,17 +76,10 @@ def settle(daemon, seconds):
 @contextlib.contextmanager
 def ksm_held(log):
     """The KSM lock (unless an ancestor holds it) and the knobs saved, then restored after the guests are gone."""
-    kernel = ksm_reset.Kernel()
     started = time.monotonic()
-    lock = ksm_lock.acquire()
-    log('KSM lock held after %.0f s' % (time.monotonic() - started))
-    saved = kernel.snapshot()
-    try:
+    with ksm_reset.held():
+        log('KSM lock held after %.0f s' % (time.monotonic() - started))
         yield
-    finally:
-        kernel.restore(saved)
-        if lock:
-            lock.close()
 
 
 def boot_all(boot, params, result, log, key):

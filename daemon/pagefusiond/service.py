@@ -128,14 +128,20 @@ class Daemon(object):
             return max(self.config['interval'], self.config['quiet_interval'])
         return self.config['interval']
 
+    def still_interval(self):
+        """Seconds between cheap looks on a host at rest: ``still_watch_interval``, never below ``watch_interval``;
+        polling (no kernel counters) counts every look as movement, so it keeps ``watch_interval``."""
+        watch = self.config['watch_interval']
+        if getattr(self.controller.watcher, 'counters', None) is None:
+            return watch
+        return max(watch, self.config.get('still_watch_interval') or 0)
+
     def watch_slice(self, now):
         """Seconds to the next cheap look: ``watch_interval`` while processes start or memory moves, and
-        ``still_watch_interval`` once the kernel's counters have been still for ``STILL_AFTER`` seconds."""
-        watch = self.config['watch_interval']
-        still = self.config.get('still_watch_interval') or 0
+        :meth:`still_interval` once the kernel's counters have been still for ``STILL_AFTER`` seconds."""
         if self.last_motion is None or now - self.last_motion < STILL_AFTER:
-            return watch
-        return max(watch, still)
+            return self.config['watch_interval']
+        return self.still_interval()
 
     def pause(self):
         """Wait for the next step: the interval, cut short by a wake-up (signal, libvirt event) or, in the idle and
@@ -156,8 +162,8 @@ class Daemon(object):
         next_break_look = busy_interval if interval > busy_interval else None
         waited = 0.0
         while waited < interval and not self.stopping:
-            slice_seconds = min(self.watch_slice(self.clock()), interval - waited)
             started = self.clock()
+            slice_seconds = min(self.watch_slice(started), interval - waited)
             if self.wake_event.wait(slice_seconds):
                 if not self.nudged or self.stopping or self.reload_wanted or self.controller.wake_reason:
                     break  # a signal or a libvirt event: the step now
@@ -199,9 +205,7 @@ class Daemon(object):
                 self.log('%s unavailable: %s' % (self.connector.name, self.connector.error))
                 self.connector = None
         if watch:
-            still = max(watch, self.config.get('still_watch_interval') or 0)
-            if getattr(self.controller.watcher, 'counters', None) is None:
-                still = watch  # polling: every look reads the processes and counts as movement
+            still = self.still_interval()
             sources.append('%s every %gs (every %gs after %gs at rest)' % (
                 self.controller.watcher.signal_name(), watch, still, STILL_AFTER) if still > watch else
                 '%s every %gs' % (self.controller.watcher.signal_name(), watch))

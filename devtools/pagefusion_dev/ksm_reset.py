@@ -13,6 +13,7 @@ back as run=0). Run with .venv's Python (root):
     python -m pagefusion_dev.ksm_reset run -- CMD...    # under the KSM lock: save, run CMD, restore; CMD's status
 """
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -113,6 +114,21 @@ class Kernel(object):
 
     def restore(self, knobs, timeout=UNMERGE_TIMEOUT):
         restore(self.ksm, knobs, timeout)
+
+
+@contextlib.contextmanager
+def held(kernel=None, lock=True):
+    """The KSM lock (unless ``lock`` is false or an ancestor holds it) and the knobs saved; on leaving, the knobs
+    restored and the lock let go. Yields the :class:`Kernel`."""
+    kernel = kernel or Kernel()
+    handle = ksm_lock.acquire() if lock else None
+    saved = kernel.snapshot()
+    try:
+        yield kernel
+    finally:
+        kernel.restore(saved)
+        if handle:
+            handle.close()
 
 
 def _describe(ksm):

@@ -135,17 +135,10 @@ def main(argv=None):
     if os.geteuid() != 0:
         sys.stderr.write('pagefusiond_realrun: run as root (it drives the real KSM)\n')
         return 2
-    kern = ksm_reset.Kernel()
     signal.signal(signal.SIGTERM, _interrupt)  # a test runner's timeout unwinds like Ctrl-C: guests, daemon and KSM get cleaned up
-    lock = None if args.no_lock else ksm_lock.acquire()
-    snapshot = kern.snapshot()
-    try:
-        kern.restore(dict(snapshot, **RESET))
+    with ksm_reset.held(lock=not args.no_lock) as kern:
+        kern.restore(dict(kern.snapshot(), **RESET))
         result = measure(args, kern)
-    finally:
-        kern.restore(snapshot)
-        if lock:
-            lock.close()
     print(json.dumps(result, indent=2, sort_keys=True))
     failed = failures(args, result)
     for message in failed:

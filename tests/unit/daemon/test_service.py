@@ -37,7 +37,7 @@ def test_sighup_reload_keeps_old_config_when_the_new_one_is_bad(tmp_path):
 
 def test_sigterm_stops_the_loop_and_restores(tmp_path):
     conf = tmp_path / 'pagefusiond.conf'
-    conf.write_text('state_path = %s\nlibvirt_uri =\nmetrics_path =\n' % (tmp_path / 'run' / 'state.json'))
+    conf.write_text('state_path = %s\nlibvirt_uri =\nmetrics_path =\nprocess_connector = false\n' % (tmp_path / 'run' / 'state.json'))
     kernel = SimKernel(tmp_path)
     kernel.add_process(1301)
 
@@ -111,16 +111,22 @@ class ClockedWaiter(NeverWoken):
         return NeverWoken.wait(self, timeout)
 
 
-def test_a_host_at_rest_is_looked_at_every_still_watch_interval_until_something_moves(tmp_path):
+def steady_on_a_clock(tmp_path, pids):
+    """A daemon in the steady phase over ``pids`` (64 MiB each) whose waits move a clock; steps every 20 s."""
     config = make_config(state_path=str(tmp_path / 'run' / 'state.json'), interval='20', quiet_interval='20')
     kernel = SimKernel(tmp_path)
-    for pid in (1711, 1712):
+    for pid in pids:
         kernel.add_process(pid, mib=64)
     waiter = ClockedWaiter()
     daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter,
                     clock=waiter.clock)
     daemon.run_step()
     daemon.controller.phase = 'steady'
+    return kernel, waiter, daemon
+
+
+def test_a_host_at_rest_is_looked_at_every_still_watch_interval_until_something_moves(tmp_path):
+    kernel, waiter, daemon = steady_on_a_clock(tmp_path, (1711, 1712))
     daemon.pause()
     # the phase just changed: watch_interval for 10 s, then (nothing moved) still_watch_interval, 1 s
     assert waiter.waits == [0.25] * 40 + [1.0] * 10
@@ -137,14 +143,7 @@ def test_a_host_at_rest_is_looked_at_every_still_watch_interval_until_something_
 
 
 def test_a_moving_host_keeps_the_fast_looks(tmp_path):
-    config = make_config(state_path=str(tmp_path / 'run' / 'state.json'), interval='20', quiet_interval='20')
-    kernel = SimKernel(tmp_path)
-    kernel.add_process(1721, mib=64)
-    waiter = ClockedWaiter()
-    daemon = Daemon(str(tmp_path / 'none.conf'), config, ksm=kernel.sysfs(), log=lambda m: None, waiter=waiter,
-                    clock=waiter.clock)
-    daemon.run_step()
-    daemon.controller.phase = 'steady'
+    dummy, waiter, daemon = steady_on_a_clock(tmp_path, (1721,))
     daemon.pause()
     del waiter.waits[:]
     counters = daemon.controller.watcher.counters

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from pagefusion_dev import ksm_lock, ksm_reset, synthetic_guests
+from pagefusion_dev import ksm_reset, synthetic_guests
 from pagefusion_dev.daemon_run import DaemonRun
 
 SETTINGS = [('libvirt_uri', ''), ('still_watch_interval', '3600'), ('interval', '300'), ('quiet_interval', '300'),
@@ -65,22 +65,14 @@ def main():
     if os.geteuid() != 0:
         sys.stderr.write('connector_newcomer: run as root (the connector needs CAP_NET_ADMIN; the daemon drives KSM)\n')
         return 2
-    kern = ksm_reset.Kernel()
-    lock = ksm_lock.acquire()
-    snapshot = kern.snapshot()
     figures = None
-    try:
-        with synthetic_guests.Guests(1, 64):
-            with DaemonRun(SETTINGS, metrics=False, prefix='pagefusiond-connector-') as run:
-                try:
-                    figures = measure(run.start())
-                    figures['daemon_exit'] = run.stop()
-                except StepFailed as err:
-                    sys.stderr.write('connector_newcomer: FAILED: %s\ndaemon log:\n  %s\n' % (err, '\n  '.join(run.log_lines())))
-    finally:
-        kern.restore(snapshot)
-        if lock:
-            lock.close()
+    with ksm_reset.held(), synthetic_guests.Guests(1, 64):
+        with DaemonRun(SETTINGS, metrics=False, prefix='pagefusiond-connector-') as run:
+            try:
+                figures = measure(run.start())
+                figures['daemon_exit'] = run.stop()
+            except StepFailed as err:
+                sys.stderr.write('connector_newcomer: FAILED: %s\ndaemon log:\n  %s\n' % (err, '\n  '.join(run.log_lines())))
     if figures is None:
         return 1
     print(json.dumps(figures, indent=2, sort_keys=True))

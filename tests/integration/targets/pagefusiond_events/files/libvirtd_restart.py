@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from pagefusion_dev import ksm_lock, ksm_reset
+from pagefusion_dev import ksm_reset
 from pagefusion_dev.daemon_run import DaemonRun
 
 GUEST = 'pf-events-guest'
@@ -136,15 +136,8 @@ def main(argv=None):
     if os.geteuid() != 0:
         sys.stderr.write('libvirtd_restart: run as root (it restarts libvirtd and drives the real KSM)\n')
         return 2
-    kern = ksm_reset.Kernel()
-    lock = ksm_lock.acquire()
-    snapshot = kern.snapshot()
-    try:
+    with ksm_reset.held():
         figures = run_test(args)
-    finally:
-        kern.restore(snapshot)
-        if lock:
-            lock.close()
     if figures is None:
         return 1
     print(json.dumps(figures, indent=2, sort_keys=True))
