@@ -238,7 +238,10 @@ def test_a_nudge_from_the_connector_looks_at_once_and_keeps_waiting(tmp_path):
 
 def test_a_stop_while_the_connector_waits_between_looks_ends_its_thread_quietly():
     logs = []
-    connector = ProcConnector(lambda: connector.close(), logs.append, gap=0)  # the daemon stops right after a wake
+
+    def stop():  # the daemon stops right after a wake-up
+        connector.close()
+    connector = ProcConnector(stop, logs.append, gap=0)
     connector.sock = FakeSocket([connector_message(FORK, 1, 1, 6001, 6001)], OSError(errno.EBADF, 'not reached'))
     connector._run()  # pylint: disable=protected-access
     assert connector.stopped and connector.sock is None and logs == []
